@@ -1,0 +1,59 @@
+# Every target installs what it needs: a fresh machine only needs python3 (3.11) and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+export TF_ENABLE_ONEDNN_OPTS ?= 0
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup setup-dev demo test lint bench bench-core bench-storage lock clean
+
+# The stamp depends on the lock files, so `make setup` re-installs only when pins change.
+$(VENV)/.installed: requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check uv==0.13.9 || true
+	@if $(PY) -m uv --version >/dev/null 2>&1; then \
+	  $(PY) -m uv pip install -q --python $(PY) -r requirements.lock; \
+	else \
+	  $(PY) -m pip install -q --disable-pip-version-check -r requirements.lock; \
+	fi
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	@if $(PY) -m uv --version >/dev/null 2>&1; then \
+	  $(PY) -m uv pip install -q --python $(PY) -r requirements-dev.txt; \
+	else \
+	  $(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt; \
+	fi
+	@touch $@
+
+setup: $(VENV)/.installed
+
+setup-dev: $(VENV)/.installed-dev
+
+# The main job: a small search on the bundled demo data (SQLite + local mlruns/),
+# ending with a registered `champion` model.
+demo: setup
+	$(PY) -m search run --config studies/demo.yaml
+
+test: setup-dev
+	$(PY) -m pytest
+
+lint: setup-dev
+	$(PY) -m ruff check .
+
+bench-core: setup
+	$(PY) bench/core.py
+
+bench-storage: setup
+	$(PY) bench/storage.py
+
+bench: bench-core bench-storage
+
+lock:
+	$(PYTHON) -m uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,1 @@
+"""Study, search space, objective, workers and the CLI (``python -m search``)."""

@@ -1,0 +1,338 @@
+"""``python -m search``: run, init, worker, register, pull, predict, report, dashboard, ui."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+ENV_DEFAULTS = {"config": "SEARCH_CONFIG", "storage": "SEARCH_STORAGE", "study_name": "SEARCH_STUDY"}
+OVERRIDES = {
+    "storage": "storage",
+    "study_name": "study_name",
+    "seed": "seed",
+    "train_file": "data.train_file",
+    "test_file": "data.test_file",
+    "max_epochs": "training.max_epochs",
+    "tracking_uri": "tracking.uri",
+    "heartbeat_interval": "worker.heartbeat_interval",
+    "grace_period": "worker.grace_period",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _study_options(p: argparse.ArgumentParser, *, budget: bool) -> None:
+    env = os.environ.get
+    p.add_argument("--config", default=env("SEARCH_CONFIG"), help="study YAML file (env SEARCH_CONFIG)")
+    p.add_argument("--storage", default=env("SEARCH_STORAGE"),
+                   help="Optuna storage URL (env SEARCH_STORAGE; default sqlite:///studies/<name>.db)")
+    p.add_argument("--study-name", default=env("SEARCH_STUDY"), help="study name (env SEARCH_STUDY)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (env MLFLOW_TRACKING_URI; default sqlite:///mlruns/mlflow.db)")
+    p.add_argument("--seed", type=int, default=None, help="seed for the sampler and training")
+    p.add_argument("--train-file", default=None, help="override data.train_file")
+    p.add_argument("--test-file", default=None, help="override data.test_file")
+    p.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
+    p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between trial heartbeats")
+    p.add_argument("--grace-period", type=int, default=None, help="seconds without heartbeat before a trial is stale")
+    if budget:
+        p.add_argument("--n-trials", type=int, default=None, help="run this many more trials")
+        p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+        p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (no registry)")
+        p.add_argument("--verbose", "-v", action="count", default=0, help="show Keras progress")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m search",
+        description="Hyperparameter search for recurrent text classifiers (Optuna + Keras + MLflow).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="create/resume the study and run trials in this process")
+    _study_options(p, budget=True)
+
+    p = sub.add_parser("init", help="create the study and MLflow experiment once (before parallel workers)")
+    _study_options(p, budget=False)
+
+    p = sub.add_parser("worker", help="run trials against an existing study until it holds --target-trials")
+    _study_options(p, budget=True)
+    p.add_argument("--target-trials", type=int, default=_env_int("SEARCH_TARGET_TRIALS"),
+                   help="stop once the study holds N COMPLETE+PRUNED trials (env SEARCH_TARGET_TRIALS)")
+
+    p = sub.add_parser("register", help="register the best COMPLETE trial as alias 'champion'")
+    _study_options(p, budget=False)
+
+    p = sub.add_parser("pull", help="download a registered model's best.h5 and sidecar.json")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--tracking-uri", default=None)
+
+    p = sub.add_parser("predict", help="classify raw text with a model bundle or models:/NAME@ALIAS")
+    p.add_argument("--model", required=True, help="a pulled bundle directory or models:/NAME@ALIAS")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--file", default=None, help="read texts from this file, one per line")
+    p.add_argument("texts", nargs="*", help="texts to classify (default: lines from stdin)")
+
+    p = sub.add_parser("report", help="write an HTML report (plotly) and trials.csv for a study")
+    p.add_argument("--config", default=os.environ.get("SEARCH_CONFIG"))
+    p.add_argument("--storage", default=os.environ.get("SEARCH_STORAGE"))
+    p.add_argument("--study-name", default=os.environ.get("SEARCH_STUDY"))
+    p.add_argument("--tracking-uri", default=None, help="also log the report to the study-summary run")
+    p.add_argument("--out", required=True, help="output directory")
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on the study storage")
+    p.add_argument("--config", default=os.environ.get("SEARCH_CONFIG"))
+    p.add_argument("--storage", default=os.environ.get("SEARCH_STORAGE"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+
+    p = sub.add_parser("ui", help="start the MLflow UI for the project's tracking store")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--allowed-hosts", default=None, help="extra Host names to accept (comma-separated)")
+    return parser
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def load_study_config(args: argparse.Namespace) -> Any:
+    from search.config import ConfigError, load_config, parse_config
+
+    overrides = {dotted: getattr(args, attr, None) for attr, dotted in OVERRIDES.items()}
+    if args.config:
+        return load_config(args.config, overrides)
+    if not (args.study_name and args.storage and getattr(args, "train_file", None)):
+        raise ConfigError("no --config given (or SEARCH_CONFIG); without one pass --study-name, --storage "
+                          "and --train-file")
+    return parse_config({"study_name": args.study_name, "data": {}}, "<command line>", overrides)
+
+
+def _tracker(config: Any, args: argparse.Namespace) -> Any:
+    from search.tracking import MlflowTracker
+
+    tracker = MlflowTracker(config.tracking.uri, config.experiment_name)
+    tracker.check_reachable()
+    return tracker
+
+
+def _header(config: Any, tracker: Any, study: Any) -> None:
+    from search.urls import mask_url
+
+    tracking = tracker.masked_uri if tracker.enabled else "off"
+    print(f"study {config.study_name}: storage {mask_url(config.storage_url)}, tracking {tracking}, "
+          f"{len(study.trials)} trials so far", flush=True)
+
+
+def _finish(config: Any, tracker: Any, study: Any) -> None:
+    from search.registry import register_champion
+    from search.storage import count_states
+
+    counts = {k: v for k, v in count_states(study).items() if v}
+    print("trials: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
+    if not tracker.enabled:
+        return
+    tracker.refresh_study_summary(study)
+    champion = register_champion(tracker, study, config)
+    if champion is None:
+        print("no COMPLETE trial yet: no champion registered", flush=True)
+        return
+    verb = "registered" if champion.moved else "unchanged"
+    test = f", test_accuracy={champion.test_accuracy:.4f}" if champion.test_accuracy is not None else ""
+    print(f"champion {verb}: models:/{champion.model_name}@champion = version {champion.version} "
+          f"(trial {champion.trial_number}, val_accuracy={champion.value:.4f}{test})", flush=True)
+
+
+def _validate_data(config: Any) -> None:
+    from data_pipeline import load_corpus
+
+    load_corpus(config.data)  # reads and validates every file before anything is written
+
+
+def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
+    from models.runtime import configure_accelerator
+    from search.objective import Objective
+    from search.progress import ProgressPrinter
+    from search.signals import GracefulStop
+    from search.storage import count_states, is_sqlite
+    from search.study import create_study, load_study
+    from search.tracking import NullTracker
+    from search.worker import run_worker
+
+    config = load_study_config(args)
+    stop = GracefulStop().install()
+    _validate_data(config)
+    tracker = NullTracker() if args.no_tracking else _tracker(config, args)
+    if worker_mode:
+        study = load_study(config)
+        if is_sqlite(config.storage_url) and count_states(study)["RUNNING"]:
+            print("warning: other workers are running on a SQLite study; use PostgreSQL "
+                  "(postgresql+psycopg://...) for parallel workers", file=sys.stderr, flush=True)
+    else:
+        study = create_study(config)
+    if tracker.enabled:
+        tracker.ensure_experiment()
+    device = configure_accelerator(config.training.mixed_precision)
+    _header(config, tracker, study)
+    print(f"device {device}", flush=True)
+    objective = Objective(config, tracker, stop, verbose=1 if args.verbose else 0)
+    n_trials = args.n_trials if args.n_trials is not None else (None if worker_mode else config.n_trials)
+    timeout = args.timeout if args.timeout is not None else (None if worker_mode else config.timeout)
+    run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
+               timeout=timeout, stop=stop, callbacks=[ProgressPrinter()])
+    _finish(config, tracker, study)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from search.study import create_study
+    from search.urls import mask_url
+
+    config = load_study_config(args)
+    _validate_data(config)
+    tracker = _tracker(config, args)
+    study = create_study(config, heartbeat=False)
+    experiment_id = tracker.ensure_experiment()
+    tracker.refresh_study_summary(study, {"storage": mask_url(config.storage_url)})
+    print(f"study {config.study_name} ready in {mask_url(config.storage_url)} "
+          f"({len(study.trials)} trials, {len(config.enqueue)} warm starts); "
+          f"experiment '{config.experiment_name}' (id {experiment_id}) on {tracker.masked_uri}", flush=True)
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from search.study import load_study
+
+    config = load_study_config(args)
+    tracker = _tracker(config, args)
+    study = load_study(config, heartbeat=False)
+    _finish(config, tracker, study)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from search.registry import pull
+    from search.tracking import MlflowTracker
+
+    tracker = MlflowTracker(args.tracking_uri, experiment_name="")
+    tracker.check_reachable()
+    out = pull(tracker, args.model, args.alias, Path(args.out))
+    print(f"pulled models:/{args.model}@{args.alias} into {out}", flush=True)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from models.bundle import TextClassifier
+    from search.registry import parse_model_uri, pull
+    from search.tracking import MlflowTracker
+
+    if args.texts:
+        texts = list(args.texts)
+    elif args.file:
+        texts = [line.rstrip("\n") for line in Path(args.file).read_text(encoding="utf-8").splitlines()]
+    else:
+        texts = [line.rstrip("\n") for line in sys.stdin]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model.startswith("models:/"):
+            name, alias = parse_model_uri(args.model)
+            tracker = MlflowTracker(args.tracking_uri, experiment_name="")
+            tracker.check_reachable()
+            directory = pull(tracker, name, alias, Path(tmp))
+        else:
+            directory = Path(args.model)
+        classifier = TextClassifier.load(directory)
+        for prediction in classifier.predict(texts):
+            print(f"{prediction.label}\t{prediction.probability:.4f}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from search.report import main as report_main
+
+    return report_main(args)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from search.ui import run_dashboard
+
+    return run_dashboard(args)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from search.ui import run_mlflow_ui
+
+    return run_mlflow_ui(args)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "init": cmd_init,
+    "worker": lambda a: cmd_run(a, worker_mode=True),
+    "register": cmd_register,
+    "pull": cmd_pull,
+    "predict": cmd_predict,
+    "report": cmd_report,
+    "dashboard": cmd_dashboard,
+    "ui": cmd_ui,
+}
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    from data_pipeline import DataError
+    from search.config import ConfigError
+    from search.registry import RegistryError
+    from search.storage import StorageError
+    from search.tracking import TrackingError
+    from search.urls import mask_text
+
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, DataError, StorageError, TrackingError, RegistryError, UsageError,
+            FileNotFoundError) as exc:
+        message = mask_text(str(exc), getattr(args, "storage", None), getattr(args, "tracking_uri", None),
+                            os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("SEARCH_STORAGE"))
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

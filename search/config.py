@@ -1,0 +1,271 @@
+"""The study configuration: one object from the YAML file to every trial.
+
+Validation is strict (unknown keys, wrong types, empty choices, low > high) and every error
+is reported as one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from data_pipeline import DataSpec
+from models.params import CELLS, INITIALIZERS, OPTIMIZERS, REGULARIZERS, ModelParams
+
+
+class ConfigError(ValueError):
+    """A bad study configuration; the message is one line naming the key."""
+
+
+# Parameter name -> (kind, allowed categorical values or None). The names are fixed: they
+# are the Optuna parameter names and become MLflow param names.
+PARAM_KINDS: dict[str, tuple[str, tuple[Any, ...] | None]] = {
+    "cell": ("str", CELLS),
+    "bidirectional": ("bool", (True, False)),
+    "depth": ("int", None),
+    "embedding_dim": ("int", None),
+    "units": ("int", None),
+    "max_features": ("int", None),
+    "sequence_length": ("int", None),
+    "dropout": ("float", None),
+    "regularizer": ("str", REGULARIZERS),
+    "regularizer_strength": ("float", None),
+    "initializer": ("str", INITIALIZERS),
+    "optimizer": ("str", OPTIMIZERS),
+    "learning_rate": ("float", None),
+    "batch_size": ("int", None),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(_Strict):
+    """One search-space entry: ``choices``, a ``low``/``high`` range, or a fixed ``value``."""
+
+    choices: list[Any] | None = None
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ParamSpec:
+        forms = [self.choices is not None, self.low is not None or self.high is not None, self.value is not None]
+        if sum(forms) != 1:
+            raise ValueError("give exactly one of 'choices', 'low'/'high', or 'value'")
+        if self.choices is not None and len(self.choices) == 0:
+            raise ValueError("'choices' is empty")
+        if forms[1]:
+            if self.low is None or self.high is None:
+                raise ValueError("a range needs both 'low' and 'high'")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low}) > high ({self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError("a log range needs low > 0")
+            if self.log and self.step is not None:
+                raise ValueError("'step' cannot be combined with 'log'")
+        return self
+
+    @property
+    def values(self) -> list[Any] | None:
+        """The finite value list (choices or fixed value), None for ranges."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.value is not None:
+            return [self.value]
+        return None
+
+
+DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
+    "cell": {"choices": list(CELLS)},
+    "bidirectional": {"choices": [True, False]},
+    "depth": {"low": 1, "high": 2},
+    "embedding_dim": {"choices": [32, 64, 128]},
+    "units": {"choices": [16, 32, 64, 128]},
+    # Few distinct values of these two keep the number of vectorized data sets (and the
+    # disk cache) small.
+    "max_features": {"choices": [2000, 5000, 10000, 20000]},
+    "sequence_length": {"choices": [100, 200, 400]},
+    "dropout": {"low": 0.0, "high": 0.5},
+    "regularizer": {"choices": list(REGULARIZERS)},
+    "regularizer_strength": {"low": 1e-6, "high": 1e-2, "log": True},
+    "initializer": {"choices": ["random_normal", "glorot_uniform", "he_normal", "orthogonal"]},
+    "optimizer": {"choices": list(OPTIMIZERS)},
+    "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+    "batch_size": {"choices": [32, 64, 128]},
+}
+
+
+def _check_value(name: str, value: Any) -> None:
+    kind, allowed = PARAM_KINDS[name]
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+    }[kind]
+    if not ok:
+        raise ValueError(f"{value!r} is not {'an' if kind == 'int' else 'a'} {kind}")
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+class SamplerConfig(_Strict):
+    type: Literal["tpe", "random", "grid"] = "tpe"
+    n_startup_trials: int = Field(5, ge=0)
+    multivariate: bool = False
+
+
+class PrunerConfig(_Strict):
+    type: Literal["median", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(3, ge=0)
+    n_warmup_steps: int = Field(1, ge=0)
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class TrainingConfig(_Strict):
+    max_epochs: int = Field(5, ge=1)
+    # Early stopping on val_accuracy; 0 turns it off.
+    patience: int = Field(2, ge=0)
+    mask_zero: bool = False
+    mixed_precision: bool = False
+    # Cap on training examples per trial (None = all): a cheap way to search on a subset.
+    max_train_examples: int | None = Field(None, ge=10)
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = None
+    experiment: str | None = None
+    model_name: str | None = None
+    # Log a Keras-flavour MLflow model for each COMPLETE trial (what the registry serves).
+    log_keras_model: bool = True
+
+
+class WorkerConfig(_Strict):
+    heartbeat_interval: int | None = Field(10, ge=1)
+    grace_period: int | None = Field(None, ge=1)
+    max_retry: int = Field(3, ge=0)
+
+
+class StudyConfig(_Strict):
+    study_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    storage: str | None = None
+    seed: int | None = None
+    # Default budget of `run` (per invocation); the CLI's --n-trials/--timeout override it.
+    n_trials: int | None = Field(10, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    data: DataSpec
+    training: TrainingConfig = TrainingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    worker: WorkerConfig = WorkerConfig()
+    search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _fill_space(cls, value: Any) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping of parameter name to spec")
+        unknown = sorted(set(value) - set(PARAM_KINDS))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(map(str, unknown))}; known: {', '.join(PARAM_KINDS)}")
+        return {**DEFAULT_SEARCH_SPACE, **value}
+
+    @model_validator(mode="after")
+    def _check_space(self) -> StudyConfig:
+        for name, spec in self.search_space.items():
+            kind, _ = PARAM_KINDS[name]
+            try:
+                if spec.values is not None:
+                    for v in spec.values:
+                        _check_value(name, v)
+                else:
+                    if kind in ("str", "bool"):
+                        raise ValueError("a categorical parameter needs 'choices' or 'value'")
+                    if kind == "int":
+                        for bound in (spec.low, spec.high, spec.step):
+                            if bound is not None and bound != int(bound):
+                                raise ValueError("an integer range needs integer low/high/step")
+            except ValueError as exc:
+                raise ValueError(f"search_space.{name}: {exc}") from None
+        for i, entry in enumerate(self.enqueue):
+            for name, v in entry.items():
+                if name not in PARAM_KINDS:
+                    raise ValueError(f"enqueue[{i}].{name}: unknown parameter")
+                try:
+                    _check_value(name, v)
+                except ValueError as exc:
+                    raise ValueError(f"enqueue[{i}].{name}: {exc}") from None
+            try:
+                ModelParams.from_dict(entry)
+            except ValueError as exc:
+                raise ValueError(f"enqueue[{i}]: {exc}") from None
+        if self.sampler.type == "grid":
+            ranged = [n for n, s in self.search_space.items() if s.values is None and not (n == "regularizer_strength")]
+            if ranged:
+                raise ValueError(f"sampler.type: grid needs 'choices' or 'value' for {', '.join(ranged)}")
+        return self
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///studies/{self.study_name}.db"
+
+    @property
+    def model_name(self) -> str:
+        return self.tracking.model_name or self.study_name
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.study_name
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"config {source}: {loc + ': ' if loc else ''}{msg}{more}"
+
+
+def parse_config(data: Any, source: str = "<config>", overrides: dict[str, Any] | None = None) -> StudyConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {source}: top level must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config {source}: {key}: must be a mapping")
+        node[leaf] = value
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read a YAML study config; ``overrides`` maps dotted keys to values (None = keep)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config {p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"config {p}: not valid YAML ({first})") from None
+    return parse_config(data, str(p), overrides)

@@ -1,0 +1,189 @@
+"""The Optuna objective: one trial = sample, load cached arrays, build, fit, checkpoint, log."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from data_pipeline import PreparedData, prepare
+from search.config import StudyConfig
+from search.signals import GracefulStop, Interrupted
+from search.space import sample_params
+from search.tracking import NullTracker, NullTrialRun
+
+log = logging.getLogger(__name__)
+
+MONITOR = "val_accuracy"
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def fail_reason(exc: BaseException) -> str:
+    """A short, single-line reason for a FAIL trial (type, message, where it was raised)."""
+    if isinstance(exc, Interrupted):
+        return "interrupted"
+    message = " ".join(str(exc).split())[:400]
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {message}{where}"
+
+
+def subsample(data: PreparedData, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if limit is None or limit >= len(data.y_train):
+        return data.x_train, data.y_train
+    idx = np.random.default_rng(seed).choice(len(data.y_train), size=limit, replace=False)
+    idx.sort()
+    return data.x_train[idx], data.y_train[idx]
+
+
+class Objective:
+    """Callable for ``study.optimize``; returns the best validation accuracy of the trial."""
+
+    def __init__(self, config: StudyConfig, tracker: Any = None, stop: GracefulStop | None = None,
+                 verbose: int = 0):
+        self.config = config
+        self.tracker = tracker or NullTracker()
+        self.stop = stop or GracefulStop()
+        self.verbose = verbose
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import keras
+        from optuna_integration import KerasPruningCallback
+
+        from models.builder import build_model
+        from models.bundle import MODEL_FILE, write_sidecar
+
+        workdir = Path(tempfile.mkdtemp(prefix=f"trial-{trial.number}-"))
+        history: dict[str, list[float]] = {}
+        started = time.perf_counter()
+        metrics: dict[str, float] = {}
+        run: Any = NullTrialRun()
+        try:
+            self.stop.check()
+            params = sample_params(trial, self.config.search_space)
+            run = self.tracker.trial_run(trial, params, self.config.study_name)
+            if run.run_id:
+                trial.set_user_attr("mlflow_run_id", run.run_id)
+            data = prepare(self.config.data, params.max_features, params.sequence_length)
+            x_train, y_train = subsample(data, self.config.training.max_train_examples, self.config.data.split_seed)
+            keras.backend.clear_session()
+            if self.config.seed is not None:
+                keras.utils.set_random_seed(self.config.seed + trial.number)
+            model = build_model(params, data.n_classes, mask_zero=self.config.training.mask_zero)
+            derived = {
+                "vocab_size": len(data.vectorizer.vocabulary),
+                "n_params": int(model.count_params()),
+                "n_classes": data.n_classes,
+                "n_train": len(y_train),
+                "n_val": len(data.y_val),
+            }
+            run.log_params(derived)
+            for key, value in derived.items():
+                trial.set_user_attr(key, value)
+            write_sidecar(workdir, vectorizer=data.vectorizer, labels=data.labels, params=params.to_dict(),
+                          extra={"study_name": self.config.study_name, "trial_number": trial.number,
+                                 "mask_zero": self.config.training.mask_zero})
+            callbacks = self._callbacks(trial, run, workdir / MODEL_FILE, history, KerasPruningCallback)
+            model.fit(
+                x_train, y_train,
+                validation_data=(data.x_val, data.y_val),
+                epochs=self.config.training.max_epochs,
+                batch_size=params.batch_size,
+                callbacks=callbacks,
+                verbose=self.verbose,
+            )
+            losses = history.get("loss", [])
+            if not losses or not all(math.isfinite(x) for x in losses):
+                raise NonFiniteLoss(f"training loss became {losses[-1] if losses else 'undefined'} "
+                                    f"at epoch {len(losses) - 1}")
+            best = max(history[MONITOR])
+            metrics = self._summary(history, started)
+            run.log_bundle(workdir)
+            if self.tracker.enabled and self.config.tracking.log_keras_model:
+                run.log_keras_model(keras.models.load_model(workdir / MODEL_FILE, compile=False))
+            self._finish(trial, run, "COMPLETE", metrics)
+            return best
+        except optuna.TrialPruned:
+            metrics = self._summary(history, started)
+            if (workdir / MODEL_FILE).exists():
+                run.log_bundle(workdir)
+            self._finish(trial, run, "PRUNED", metrics)
+            raise
+        except Exception as exc:
+            reason = fail_reason(exc)
+            trial.set_user_attr("fail_reason", reason)
+            metrics = self._summary(history, started)
+            self._finish(trial, run, "FAIL", metrics, reason)
+            raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _callbacks(self, trial: optuna.Trial, run: Any, checkpoint: Path, history: dict[str, list[float]],
+                   pruning_callback: Any) -> list[Any]:
+        import keras
+
+        stop = self.stop
+        epoch_started = [0.0]
+
+        def on_epoch_begin(epoch: int, logs: dict[str, float] | None = None) -> None:
+            epoch_started[0] = time.perf_counter()
+
+        def on_epoch_end(epoch: int, logs: dict[str, float] | None = None) -> None:
+            logs = dict(logs or {})
+            logs["epoch_seconds"] = time.perf_counter() - epoch_started[0]
+            for key, value in logs.items():
+                history.setdefault(key, []).append(float(value))
+            run.on_epoch_end(epoch, logs)
+
+        def on_batch_end(batch: int, logs: dict[str, float] | None = None) -> None:
+            stop.check()
+
+        callbacks = [
+            keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                                           on_train_batch_end=on_batch_end),
+            keras.callbacks.TerminateOnNaN(),
+            # Before the pruner, so the best epoch is saved even when this epoch prunes.
+            keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=MONITOR, mode="max", save_best_only=True,
+                                            verbose=0),
+        ]
+        if self.config.training.patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
+                                                           patience=self.config.training.patience))
+        if self.config.pruner.type != "none":
+            callbacks.append(pruning_callback(trial, MONITOR))
+        return callbacks
+
+    @staticmethod
+    def _summary(history: dict[str, list[float]], started: float) -> dict[str, float]:
+        metrics: dict[str, float] = {"train_seconds": time.perf_counter() - started}
+        values = history.get(MONITOR, [])
+        finite = [v for v in values if math.isfinite(v)]
+        metrics["epochs_run"] = float(len(values))
+        if finite:
+            metrics["best_val_accuracy"] = max(finite)
+            metrics["best_epoch"] = float(values.index(max(finite)))
+        for key in ("loss", "accuracy", "val_loss", MONITOR):
+            if history.get(key):
+                metrics[f"final_{key}"] = history[key][-1]
+        return metrics
+
+    @staticmethod
+    def _finish(trial: optuna.Trial, run: Any, state: str, metrics: dict[str, float],
+                reason: str | None = None) -> None:
+        for key in ("train_seconds", "epochs_run", "best_epoch"):
+            if key in metrics:
+                trial.set_user_attr(key, round(metrics[key], 3) if key == "train_seconds" else int(metrics[key]))
+        run.finish(state, metrics, reason)
+        if run.errors:
+            trial.set_user_attr("tracking_error", run.errors[0])

@@ -1,0 +1,127 @@
+"""Model registry: register the best COMPLETE trial as ``champion``, pull and resolve models."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from data_pipeline import prepare
+from search.config import StudyConfig
+from search.tracking import CHAMPION_ALIAS, MlflowTracker
+
+log = logging.getLogger(__name__)
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+@dataclass
+class Champion:
+    model_name: str
+    version: str
+    run_id: str
+    trial_number: int
+    value: float
+    moved: bool
+    test_accuracy: float | None = None
+
+
+def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value or 0.0) if complete else None
+
+
+def register_champion(tracker: MlflowTracker, study: optuna.Study, config: StudyConfig) -> Champion | None:
+    """Point alias ``champion`` at the best COMPLETE trial's logged model (no-op if it already does)."""
+    from mlflow.exceptions import MlflowException
+
+    best = best_complete_trial(study)
+    if best is None:
+        return None
+    run_id = best.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        raise RegistryError(f"best trial {best.number} has no MLflow run (tracking was off or failed)")
+    client = tracker.client
+    run = client.get_run(run_id)
+    model_uri = run.data.tags.get("logged_model_uri")
+    if not model_uri:
+        raise RegistryError(f"best trial {best.number} (run {run_id}) has no logged Keras model")
+    name = config.model_name
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        current = None
+    if current is not None and current.run_id == run_id:
+        version, moved = current.version, False
+    else:
+        try:
+            client.create_registered_model(name, tags={"study_name": study.study_name})
+        except MlflowException:
+            pass  # exists already (or another worker just created it)
+        model_id = model_uri.removeprefix("models:/")
+        mv = client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id,
+                                         tags={"trial_number": str(best.number), "study_name": study.study_name})
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, mv.version)
+        version, moved = mv.version, True
+    champion = Champion(name, str(version), run_id, best.number, float(best.value or 0.0), moved)
+    if config.data.test_file:
+        champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
+    return champion
+
+
+def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: object) -> float:
+    """Score the champion on the test split once and log ``test_accuracy`` on its run."""
+    from models.bundle import TextClassifier
+
+    logged = run.data.metrics.get("test_accuracy")
+    if logged is not None:
+        return float(logged)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = download_bundle(tracker, champion.run_id, Path(tmp))
+        classifier = TextClassifier.load(bundle)
+        params = classifier.sidecar["params"]
+        data = prepare(config.data, int(params["max_features"]), int(params["sequence_length"]))
+        assert data.x_test is not None and data.y_test is not None
+        probs = classifier.model.predict(data.x_test, batch_size=512, verbose=0)
+        pred = (probs[:, 0] >= 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(-1)
+        accuracy = float((pred == data.y_test).mean())
+    tracker.client.log_metric(champion.run_id, "test_accuracy", accuracy)
+    return accuracy
+
+
+def download_bundle(tracker: MlflowTracker, run_id: str, out: Path) -> Path:
+    from models.bundle import MODEL_FILE, SIDECAR_FILE
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, SIDECAR_FILE):
+        tracker.client.download_artifacts(run_id, name, str(out))
+    return out
+
+
+def resolve_version(tracker: MlflowTracker, model_name: str, alias: str = CHAMPION_ALIAS):  # type: ignore[no-untyped-def]
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return tracker.client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        raise RegistryError(f"model '{model_name}@{alias}' not found on {tracker.masked_uri}: "
+                            f"{str(exc).splitlines()[0][:200]}") from None
+
+
+def pull(tracker: MlflowTracker, model_name: str, alias: str, out: Path) -> Path:
+    version = resolve_version(tracker, model_name, alias)
+    return download_bundle(tracker, version.run_id, out)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str]:
+    """``models:/NAME@alias`` -> (NAME, alias)."""
+    body = uri.removeprefix("models:/")
+    name, _, alias = body.partition("@")
+    if not name or not alias:
+        raise RegistryError(f"model URI {uri!r}: expected models:/NAME@ALIAS")
+    return name, alias

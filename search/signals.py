@@ -1,0 +1,34 @@
+"""Graceful stop on SIGTERM/SIGINT: finish the current batch, fail the trial, exit 0."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+
+class Interrupted(Exception):
+    """Raised inside a trial when a stop was requested."""
+
+
+class GracefulStop:
+    """First signal: set ``requested`` (checked between batches); second: hard stop."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+
+    def install(self) -> GracefulStop:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def check(self) -> None:
+        if self.requested:
+            raise Interrupted(f"interrupted by {self.signal_name}")

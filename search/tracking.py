@@ -1,0 +1,292 @@
+"""MLflow adapter: one run per trial, a study-summary run, and the model registry.
+
+``optuna_integration.MLflowCallback`` is deprecated and logs only final values (no curves,
+no artifacts), so runs are written with ``MlflowClient`` directly. Every call during a
+trial goes through :meth:`TrialRun._safe`: if the tracking server drops, training goes on,
+the error is recorded on the Optuna trial, and the next trial starts a fresh run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from models.params import ModelParams
+from search.urls import mask_text, mask_url
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlruns/artifacts"
+STUDY_RUN_NAME = "study-summary"
+CHAMPION_ALIAS = "champion"
+# Keep a dead server from stalling a trial for minutes (MLflow retries with backoff).
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+class TrackingError(RuntimeError):
+    """Tracking server unreachable or unusable at start-up (one line, URL masked)."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def retried_trial_number(trial: optuna.Trial) -> int | None:
+    """The original trial a heartbeat retry re-runs (None if this is no retry)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    # Trial exposes no system attrs; read the frozen trial from its storage.
+    frozen = trial.storage.get_trial(trial._trial_id)
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
+class NullTrialRun:
+    """Used when tracking is off (benchmarks): every call is a no-op."""
+
+    run_id: str | None = None
+    errors: list[str] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+    def log_params(self, values: dict[str, Any]) -> None: ...
+    def log_bundle(self, directory: Path) -> None: ...
+    def log_keras_model(self, model: Any) -> None: ...
+    def finish(self, state: str, metrics: dict[str, float], fail_reason: str | None = None) -> None: ...
+
+
+class NullTracker:
+    enabled = False
+
+    def trial_run(self, trial: optuna.Trial, params: ModelParams, study_name: str) -> NullTrialRun:
+        return NullTrialRun()
+
+
+class TrialRun:
+    def __init__(self, tracker: MlflowTracker, trial: optuna.Trial, params: ModelParams, study_name: str):
+        from mlflow.entities import Param
+
+        self._tracker = tracker
+        self._client = tracker.client
+        self.errors: list[str] = []
+        self.run_id: str | None = None
+        tags = {
+            "study_name": study_name,
+            "trial_number": str(trial.number),
+            "trial_state": "RUNNING",
+            "worker": worker_id(),
+            "mlflow.source.name": "search",
+        }
+        retry_of = retried_trial_number(trial)
+        if retry_of is not None:
+            tags["retry_of_trial"] = str(retry_of)
+
+        def start() -> None:
+            run = self._client.create_run(tracker.experiment_id, run_name=f"trial-{trial.number}", tags=tags)
+            self.run_id = run.info.run_id
+            self._client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.to_dict().items()
+                                                         if k in trial.params or k != "regularizer_strength"])
+
+        self._safe("start run", start)
+
+    def _safe(self, what: str, fn: Callable[[], Any]) -> None:
+        # After the first failure this trial stops talking to the server: one timeout, not one per epoch.
+        if self.errors or (what != "start run" and self.run_id is None):
+            return
+        try:
+            fn()
+        except Exception as exc:  # any client/server/network error: record and go on
+            message = mask_text(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                                self._tracker.uri)
+            log.warning("tracking error (training continues): %s", message)
+            self.errors.append(message[:500])
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch) for k, v in logs.items() if isinstance(v, (int, float))]
+        self._safe("log epoch", lambda: self._client.log_batch(self.run_id, metrics=metrics))
+
+    def log_params(self, values: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self._safe("log params", lambda: self._client.log_batch(
+            self.run_id, params=[Param(k, str(v)) for k, v in values.items()]))
+
+    def log_bundle(self, directory: Path) -> None:
+        self._safe("log artifacts", lambda: self._client.log_artifacts(self.run_id, str(directory)))
+
+    def log_keras_model(self, model: Any) -> None:
+        def log_model() -> None:
+            import mlflow
+            import mlflow.keras
+
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.keras.log_model(
+                    model,
+                    name="model",
+                    # Explicit requirements skip MLflow's slow dependency inference.
+                    pip_requirements=self._tracker.pip_requirements(),
+                )
+            self._client.set_tag(self.run_id, "logged_model_uri", info.model_uri)
+
+        self._safe("log keras model", log_model)
+
+    def finish(self, state: str, metrics: dict[str, float], fail_reason: str | None = None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        tags = [RunTag("trial_state", state)]
+        if fail_reason:
+            tags.append(RunTag("fail_reason", fail_reason[:5000]))
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        self._safe("finish run", lambda: (
+            self._client.log_batch(self.run_id, metrics=batch, tags=tags),
+            self._client.set_terminated(self.run_id, "FAILED" if state == "FAIL" else "FINISHED"),
+        ))
+
+
+class MlflowTracker:
+    """Connection to one tracking server/store and the study's experiment."""
+
+    enabled = True
+
+    def __init__(self, uri: str | None, experiment_name: str, artifact_root: str = DEFAULT_ARTIFACT_ROOT):
+        import mlflow
+        from mlflow import MlflowClient
+
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        self.uri = resolve_tracking_uri(uri)
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+        self.experiment_name = experiment_name
+        self.artifact_root = artifact_root
+        # mlflow.keras.log_model is only offered through MLflow's fluent API, which reads
+        # the process-wide tracking URI; this adapter is the one place that sets it.
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self._experiment_id: str | None = None
+
+    @property
+    def masked_uri(self) -> str:
+        return mask_url(self.uri)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.uri.startswith(("http://", "https://"))
+
+    def check_reachable(self, timeout: float = 5.0) -> None:
+        """Fail fast (seconds, not minutes of retries) when the server is down."""
+        try:
+            if self.is_remote:
+                import requests
+
+                response = requests.get(self.uri.rstrip("/") + "/health", timeout=timeout)
+                response.raise_for_status()
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = mask_text(first, self.uri)[:300]
+            raise TrackingError(f"tracking server {self.masked_uri} unreachable: {detail}") from None
+
+    def ensure_experiment(self) -> str:
+        """Create the study's experiment once; safe when several processes race."""
+        from mlflow.exceptions import MlflowException
+
+        existing = self.client.get_experiment_by_name(self.experiment_name)
+        if existing is not None:
+            self._experiment_id = existing.experiment_id
+            return existing.experiment_id
+        location = None
+        if not self.is_remote:
+            location = Path(self.artifact_root).resolve().as_uri()
+        try:
+            self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+        except MlflowException:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                raise
+            self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            if found is None:
+                raise TrackingError(f"experiment '{self.experiment_name}' does not exist on "
+                                    f"{self.masked_uri}; run `python -m search init` first")
+            self._experiment_id = found.experiment_id
+        return self._experiment_id
+
+    def pip_requirements(self) -> list[str]:
+        from importlib.metadata import version
+
+        return [f"keras=={version('keras')}", f"tensorflow-cpu=={version('tensorflow-cpu')}"] \
+            if _installed("tensorflow-cpu") else [f"keras=={version('keras')}"]
+
+    def trial_run(self, trial: optuna.Trial, params: ModelParams, study_name: str) -> TrialRun:
+        return TrialRun(self, trial, params, study_name)
+
+    # -- study level -------------------------------------------------------------------
+
+    def study_run_id(self, study_name: str) -> str:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.run_type = 'study' and tags.study_name = '{study_name}'",
+            max_results=1,
+        )
+        if runs:
+            return runs[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=STUDY_RUN_NAME,
+                                     tags={"run_type": "study", "study_name": study_name})
+        return run.info.run_id
+
+    def refresh_study_summary(self, study: optuna.Study, extra_tags: dict[str, str] | None = None) -> str:
+        from mlflow.entities import Metric, RunTag
+
+        from search.storage import count_states
+
+        run_id = self.study_run_id(study.study_name)
+        counts = count_states(study)
+        now = int(time.time() * 1000)
+        step = sum(counts.values())
+        metrics = [Metric(f"n_{state.lower()}", float(n), now, step) for state, n in counts.items()]
+        tags = [RunTag(k, v) for k, v in (extra_tags or {}).items()]
+        summary: dict[str, Any] = {"study_name": study.study_name, "counts": counts}
+        try:
+            best = study.best_trial
+        except ValueError:
+            best = None
+        if best is not None:
+            metrics.append(Metric("best_value", float(best.value or 0.0), now, step))
+            tags += [RunTag("best_trial", str(best.number)), RunTag("best_params", json.dumps(best.params))]
+            summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.client.log_dict(run_id, summary, "summary.json")
+        return run_id
+
+
+def _installed(dist: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version(dist)
+    except PackageNotFoundError:
+        return False
+    return True

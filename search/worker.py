@@ -1,0 +1,117 @@
+"""Worker loop: run trials until the *study* holds a target number of finished trials.
+
+N workers share one budget: before starting a trial a worker counts finished (COMPLETE or
+PRUNED) plus running trials, and once a trial is asked for it re-checks that fewer than
+``target`` non-failed trials precede it; a trial that lost that race is failed as
+"surplus" before any training or tracking. Trials of dead workers turn stale (heartbeats)
+and are re-queued with the same params by ``RetryHeartbeatStaleTrialCallback``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
+
+from search.signals import GracefulStop, Interrupted
+from search.storage import count_states
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class Surplus(Exception):
+    """The study reached its target while this trial was being created."""
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Queue a trial's params again (interrupted or surplus trials keep their configuration)."""
+    if not trial.params:
+        return
+    study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": trial.number, "requeue_reason": reason})
+
+
+class BudgetedObjective:
+    def __init__(self, objective: Callable[[optuna.Trial], float], target: int | None, stop: GracefulStop):
+        self.objective = objective
+        self.target = target
+        self.stop = stop
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self.target is not None:
+            ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                     if t.number < trial.number]
+            if len(ahead) >= self.target:
+                trial.set_user_attr("fail_reason", "surplus: study target reached while this trial started")
+                raise Surplus("study target reached")
+        try:
+            return self.objective(trial)
+        except Interrupted:
+            trial.set_user_attr("fail_reason", "interrupted")
+            requeue(trial.study, trial, "interrupted")
+            raise
+
+
+def run_worker(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    target: int | None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    stop: GracefulStop,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    poll_seconds: float = 2.0,
+    storage_patience: float = 180.0,
+    out: Any = None,
+) -> int:
+    """Returns the number of trials this worker ran. Stops on target, n_trials, timeout or signal."""
+    out = out or sys.stdout
+    budgeted = BudgetedObjective(objective, target, stop)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ran = 0
+    down_since: float | None = None
+    while not stop.requested:
+        if deadline is not None and time.monotonic() >= deadline:
+            print("worker: timeout reached", file=out, flush=True)
+            break
+        if n_trials is not None and ran >= n_trials:
+            break
+        try:
+            optuna.storages.fail_stale_trials(study)
+            if target is not None:
+                counts = count_states(study)
+                finished = counts["COMPLETE"] + counts["PRUNED"]
+                if finished >= target:
+                    print(f"worker: study has {finished} finished trials (target {target})", file=out, flush=True)
+                    break
+                if finished + counts["RUNNING"] >= target:
+                    time.sleep(poll_seconds)  # the rest is in flight; a failure there re-opens budget
+                    continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            study.optimize(budgeted, n_trials=1, timeout=remaining, catch=(Exception,), callbacks=callbacks)
+            ran += 1
+            down_since = None
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError) as exc:
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > storage_patience:
+                raise
+            log.warning("storage error in worker loop (%s); retrying", type(exc).__name__)
+            time.sleep(poll_seconds)
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            # Our trial was failed as stale by another worker while storage was down; its
+            # retry is queued, so just go on.
+            log.warning("trial already finished elsewhere: %s", exc)
+    if stop.requested:
+        print(f"worker: stopped by {stop.signal_name}", file=out, flush=True)
+    return ran
