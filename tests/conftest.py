@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "data" / "demo"
+
+
+def demo_lines(name: str, n: int, start: int = 0) -> list[str]:
+    with gzip.open(DEMO / name, "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return lines[start : start + n]
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Real review lines (the committed demo slice): 600 train, 200 test."""
+    d = tmp_path_factory.mktemp("tiny")
+    train, test = d / "train.txt", d / "test.txt"
+    train.write_text("\n".join(demo_lines("train.txt.gz", 600)) + "\n", encoding="utf-8")
+    test.write_text("\n".join(demo_lines("test.txt.gz", 200)) + "\n", encoding="utf-8")
+    return {"train": train, "test": test}
+
+
+def tiny_config(tmp_path: Path, files: dict[str, Path], **overrides: Any) -> dict[str, Any]:
+    """A study config whose trials take a second or two on a CPU."""
+    config: dict[str, Any] = {
+        "study_name": "tiny",
+        "storage": f"sqlite:///{tmp_path}/tiny.db",
+        "seed": 7,
+        "n_trials": 3,
+        "sampler": {"type": "tpe", "n_startup_trials": 2},
+        "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        "data": {
+            "train_file": str(files["train"]),
+            "test_file": str(files["test"]),
+            "validation_fraction": 0.25,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "training": {"max_epochs": 2, "patience": 0},
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"},
+        "worker": {"heartbeat_interval": 1, "grace_period": 3},
+        "search_space": {
+            "cell": {"choices": ["SimpleRNN", "GRU"]},
+            "bidirectional": {"choices": [False, True]},
+            "depth": {"value": 1},
+            "embedding_dim": {"choices": [8]},
+            "units": {"choices": [4, 8]},
+            "max_features": {"choices": [300, 500]},
+            "sequence_length": {"choices": [24]},
+            "dropout": {"value": 0.0},
+            "regularizer": {"choices": ["none", "l2"]},
+            "regularizer_strength": {"low": 1e-6, "high": 1e-4, "log": True},
+            "initializer": {"choices": ["glorot_uniform", "orthogonal"]},
+            "optimizer": {"choices": ["adam", "rmsprop"]},
+            "learning_rate": {"low": 3e-3, "high": 2e-2, "log": True},
+            "batch_size": {"choices": [32]},
+        },
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], name: str = "study.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
