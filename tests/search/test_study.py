@@ -1,0 +1,145 @@
+"""A real small study in-process: SQLite storage, local MLflow store, tiny Keras trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from models.bundle import TextClassifier
+from search.cli import main
+from search.config import load_config
+from tests.conftest import tiny_config, write_config
+
+WEAK = {"cell": "SimpleRNN", "bidirectional": False, "units": 4, "max_features": 300, "learning_rate": 1e-5,
+        "optimizer": "rmsprop", "initializer": "glorot_uniform", "regularizer": "none"}
+STRONG = {"cell": "GRU", "bidirectional": True, "units": 8, "max_features": 500, "learning_rate": 0.02,
+          "optimizer": "adam", "initializer": "glorot_uniform", "regularizer": "none"}
+
+
+class Finished:
+    def __init__(self, tmp: Path, config_path: Path, outputs: list[str], champion_versions: list[str]):
+        self.tmp = tmp
+        self.config = load_config(config_path)
+        self.study = optuna.load_study(study_name="tiny", storage=self.config.storage_url)
+        self.client = MlflowClient(self.config.tracking.uri)
+        self.outputs = outputs
+        self.champion_versions = champion_versions
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, tiny_files: dict[str, Path]) -> Finished:
+    tmp = tmp_path_factory.mktemp("study")
+    outputs, versions = [], []
+    # Run 1: only the weak warm start -> it becomes the champion.
+    path = write_config(tmp, tiny_config(tmp, tiny_files, enqueue=[WEAK], n_trials=1))
+    assert main(["run", "--config", str(path)]) == 0
+    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    versions.append(client.get_model_version_by_alias("tiny", "champion").version)
+    # Run 2 resumes the same study: WEAK is skipped (already there), STRONG queued, then sampled trials.
+    path = write_config(tmp, tiny_config(tmp, tiny_files, enqueue=[WEAK, STRONG], n_trials=5))
+    assert main(["run", "--config", str(path)]) == 0
+    versions.append(client.get_model_version_by_alias("tiny", "champion").version)
+    return Finished(tmp, path, outputs, versions)
+
+
+def test_study_resumes_with_continuous_numbering(finished: Finished) -> None:
+    trials = finished.study.get_trials()
+    assert [t.number for t in trials] == list(range(6))
+    assert trials[0].params["learning_rate"] == 1e-5 and trials[1].params["learning_rate"] == 0.02
+    sampled = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(sampled)) == len(sampled)  # nothing repeated
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+
+
+def test_pruner_prunes_and_others_complete(finished: Finished) -> None:
+    states = {t.state for t in finished.study.trials}
+    assert optuna.trial.TrialState.COMPLETE in states
+    assert optuna.trial.TrialState.PRUNED in states, [(t.number, t.state, t.intermediate_values) for t in finished.study.trials]
+    for t in finished.study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.value == pytest.approx(max(t.intermediate_values.values()))
+            assert len(t.intermediate_values) == 2  # max_epochs, patience off
+
+
+def runs_by_trial(f: Finished) -> dict[int, Any]:
+    exp = f.client.get_experiment_by_name("tiny")
+    runs = f.client.search_runs([exp.experiment_id])
+    return {int(r.data.tags["trial_number"]): r for r in runs if "trial_number" in r.data.tags}
+
+
+def test_every_trial_is_an_mlflow_run_with_curves(finished: Finished) -> None:
+    runs = runs_by_trial(finished)
+    assert sorted(runs) == [t.number for t in finished.study.trials]
+    for t in finished.study.trials:
+        run = runs[t.number]
+        assert run.info.run_name == f"trial-{t.number}"
+        assert t.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.data.tags["study_name"] == "tiny"
+        assert run.data.tags["trial_state"] == t.state.name
+        assert "worker" in run.data.tags
+        for name, value in t.params.items():
+            assert run.data.params[name] == str(value)
+        assert int(run.data.params["n_classes"]) == 2 and int(run.data.params["n_params"]) > 0
+        history = finished.client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == sorted(t.intermediate_values)
+        assert [m.value for m in history] == pytest.approx([t.intermediate_values[s] for s in sorted(t.intermediate_values)])
+        for name in ("loss", "accuracy", "val_loss"):
+            assert len(finished.client.get_metric_history(run.info.run_id, name)) == len(history)
+        artifacts = {a.path for a in finished.client.list_artifacts(run.info.run_id)}
+        assert {"best.h5", "sidecar.json"} <= artifacts
+    summary = finished.client.search_runs([finished.client.get_experiment_by_name("tiny").experiment_id],
+                                          filter_string="tags.run_type = 'study'")
+    assert len(summary) == 1
+    assert summary[0].data.metrics["best_value"] == pytest.approx(finished.study.best_value)
+    assert summary[0].data.tags["best_trial"] == str(finished.study.best_trial.number)
+
+
+def test_best_h5_loads_and_matches_reported_accuracy(finished: Finished, tmp_path: Path) -> None:
+    from data_pipeline import prepare
+
+    best = finished.study.best_trial
+    run_id = best.user_attrs["mlflow_run_id"]
+    for name in ("best.h5", "sidecar.json"):
+        finished.client.download_artifacts(run_id, name, str(tmp_path))
+    model = keras.models.load_model(tmp_path / "best.h5")
+    data = prepare(finished.config.data, best.params["max_features"], best.params["sequence_length"])
+    probs = model.predict(data.x_val, verbose=0)[:, 0]
+    accuracy = float(((probs >= 0.5).astype(int) == data.y_val).mean())
+    assert accuracy == pytest.approx(best.value, abs=1e-6)
+
+
+def test_champion_is_best_trial_and_moved_when_beaten(finished: Finished) -> None:
+    best = finished.study.best_trial
+    assert best.number != 0  # the weak warm start was beaten
+    mv = finished.client.get_model_version_by_alias("tiny", "champion")
+    assert mv.run_id == best.user_attrs["mlflow_run_id"]
+    assert finished.champion_versions[0] != finished.champion_versions[1] == mv.version
+    first = finished.client.get_model_version("tiny", finished.champion_versions[0])
+    assert first.run_id == finished.study.trials[0].user_attrs["mlflow_run_id"]
+    test_acc = finished.client.get_run(mv.run_id).data.metrics["test_accuracy"]
+    assert 0.0 <= test_acc <= 1.0
+
+
+def test_registry_model_and_pull_predict_match(finished: Finished, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    uri = finished.config.tracking.uri
+    assert main(["pull", "--model", "tiny", "--out", str(tmp_path / "pulled"), "--tracking-uri", uri]) == 0
+    clf = TextClassifier.load(tmp_path / "pulled")
+    texts = ["Terrible product, it broke after one day.", "Wonderful album, I love every song!"]
+    expected = clf.predict(texts)
+    capsys.readouterr()
+    assert main(["predict", "--model", "models:/tiny@champion", "--tracking-uri", uri, *texts]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == [f"{p.label}\t{p.probability:.4f}" for p in expected]
+    # The Keras-flavour registered model serves the same numbers.
+    mlflow.set_tracking_uri(uri)
+    served = mlflow.keras.load_model("models:/tiny@champion")
+    x = clf.vectorizer.encode(texts)
+    np.testing.assert_allclose(served.predict(x, verbose=0), clf.model.predict(x, verbose=0), atol=1e-6)
