@@ -163,7 +163,8 @@ def _validate_data(config: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
-    from models.runtime import configure_accelerator
+    # Keras/TensorFlow are imported only after config, data, tracking and storage checks
+    # passed: a bad input fails in about a second.
     from search.objective import Objective
     from search.progress import ProgressPrinter
     from search.signals import GracefulStop
@@ -185,6 +186,8 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
         study = create_study(config)
     if tracker.enabled:
         tracker.ensure_experiment()
+    from models.runtime import configure_accelerator
+
     device = configure_accelerator(config.training.mixed_precision)
     _header(config, tracker, study)
     print(f"device {device}", flush=True)

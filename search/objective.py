@@ -18,7 +18,7 @@ from data_pipeline import PreparedData, prepare
 from search.config import StudyConfig
 from search.signals import GracefulStop, Interrupted
 from search.space import sample_params
-from search.tracking import NullTracker, NullTrialRun
+from search.tracking import NullTracker, NullTrialRun, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Objective:
         run: Any = NullTrialRun()
         try:
             self.stop.check()
+            trial.set_user_attr("worker", worker_id())
             params = sample_params(trial, self.config.search_space)
             run = self.tracker.trial_run(trial, params, self.config.study_name)
             if run.run_id:

@@ -91,3 +91,72 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """A real ``mlflow server`` subprocess (lean: one worker, job execution off)."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = root
+        self.port = port or free_port()
+        self.proc: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        import subprocess
+        import time
+        import urllib.request
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+        bindir = Path(PYTHON).parent
+        self.log = open(self.root / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(bindir / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.root}/server.db",
+             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1",
+             "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port},mlflow:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited: {(self.root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not answer /health in time")
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.stop()
