@@ -35,10 +35,17 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 300}
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+def is_transient(exc: BaseException | None) -> bool:
+    """A lost/refused connection, possibly wrapped by Optuna in StorageInternalError."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def _retrying(method, retry_seconds: float):  # type: ignore[no-untyped-def]
@@ -49,8 +56,8 @@ def _retrying(method, retry_seconds: float):  # type: ignore[no-untyped-def]
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                if not _is_transient(exc) or time.monotonic() + delay > deadline:
+            except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 log.warning("storage unavailable (%s), retrying in %.1fs", type(exc).__name__, delay)
                 time.sleep(delay)

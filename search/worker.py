@@ -20,7 +20,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from search.signals import GracefulStop, Interrupted
-from search.storage import count_states
+from search.storage import count_states, is_transient
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -102,7 +102,9 @@ def run_worker(
             study.optimize(budgeted, n_trials=1, timeout=remaining, catch=(Exception,), callbacks=callbacks)
             ran += 1
             down_since = None
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError) as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            if not is_transient(exc):
+                raise
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since > storage_patience:
                 raise

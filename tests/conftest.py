@@ -160,3 +160,69 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
     yield server
     server.stop()
+
+
+class Postgres:
+    """A throw-away PostgreSQL 15 cluster on 127.0.0.1 (run as `postgres` when we are root)."""
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+
+        self.port = free_port()
+        # Outside pytest's 0700 temp folder: the postgres user must reach it.
+        self.dir = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp"))
+        self.data = self.dir / "data"
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run("initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-D", str(self.data))
+        self.start()
+        self._psql("CREATE DATABASE optuna")
+
+    def _run(self, *cmd: str) -> None:
+        import subprocess
+
+        prefix = ["runuser", "-u", "postgres", "--"] if self.as_root else []
+        subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=60)
+
+    def _psql(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(sql)
+
+    def start(self) -> None:
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c max_connections=100"
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop("fast")
+        self.start()
+
+    def url(self, user: str = "postgres", password: str | None = None) -> str:
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/optuna"
+
+    def destroy(self) -> None:
+        import shutil
+
+        try:
+            self.stop("immediate")
+        except Exception:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():  # type: ignore[no-untyped-def]
+    import shutil
+
+    if not shutil.which("initdb") or not shutil.which("pg_ctl"):
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH: install postgresql-15")
+    pg = Postgres()
+    yield pg
+    pg.destroy()
