@@ -216,7 +216,10 @@ class MlflowTracker:
         if not self.is_remote:
             location = Path(self.artifact_root).resolve().as_uri()
         try:
-            self._experiment_id = self.client.create_experiment(self.experiment_name, artifact_location=location)
+            # The kind tag makes the MLflow UI open the runs table, not its GenAI overview.
+            self._experiment_id = self.client.create_experiment(
+                self.experiment_name, artifact_location=location,
+                tags={"mlflow.experimentKind": "custom_model_development"})
         except MlflowException:
             found = self.client.get_experiment_by_name(self.experiment_name)
             if found is None:
