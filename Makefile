@@ -8,7 +8,7 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup setup-dev demo test lint bench bench-core bench-storage lock clean
+.PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage lock clean
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock
@@ -38,7 +38,20 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(PY) -m search run --config studies/demo.yaml
 
-test: setup-dev
+# System tools the tests use for real: PostgreSQL 15 server binaries and headless Chromium.
+system-deps:
+	@missing=""; command -v initdb >/dev/null && command -v pg_ctl >/dev/null || missing="$$missing postgresql-15"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	    pgbin=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1); \
+	    if [ -n "$$pgbin" ] && ! command -v initdb >/dev/null; then ln -sf $$pgbin/initdb $$pgbin/pg_ctl $$pgbin/postgres /usr/local/bin/; fi; \
+	  else echo "missing:$$missing (install them; the tests that need them fail with a clear message)"; fi; \
+	fi
+
+test: setup-dev system-deps
 	$(PY) -m pytest
 
 lint: setup-dev
@@ -47,10 +60,11 @@ lint: setup-dev
 bench-core: setup
 	$(PY) bench/core.py
 
-bench-storage: setup
+bench-storage: setup-dev
 	$(PY) bench/storage.py
 
 bench: bench-core bench-storage
+	$(PY) bench/summarize.py
 
 lock:
 	$(PYTHON) -m uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --python-platform x86_64-manylinux_2_28

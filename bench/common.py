@@ -1,0 +1,69 @@
+"""Shared helpers for benchmark scripts: machine facts, versions, atomic JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def quiet() -> None:
+    from search.cli import quiet_libraries
+
+    quiet_libraries()
+
+
+def machine() -> dict[str, Any]:
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kb = int(f.readline().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "memory_gib": round(mem_kb / 2**20, 1), "processor": platform.processor() or platform.machine()}
+
+
+def versions(*names: str) -> dict[str, str]:
+    out = {}
+    for name in names or ("tensorflow-cpu", "keras", "optuna", "optuna-integration", "mlflow", "numpy", "SQLAlchemy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def write_result(name: str, body: dict[str, Any], merge: bool = True) -> Path:
+    """Write bench/results/NAME.json (merging top-level keys with an existing file)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data: dict[str, Any] = {}
+    if merge and path.exists():
+        data = json.loads(path.read_text())
+    data.update(body)
+    data["machine"] = machine()
+    data["versions"] = versions()
+    data["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path

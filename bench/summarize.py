@@ -1,0 +1,51 @@
+"""Render bench/results/*.json into the README's Results section (between the markers)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from common import RESULTS, ROOT
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def core_section() -> str:
+    path = RESULTS / "core.json"
+    if not path.exists():
+        return "_`make bench-core` has not been run yet._\n"
+    data = json.loads(path.read_text())
+    core, m = data["core"], data["machine"]
+    prep, med = core["data_prep"], core["epoch_seconds_median"]
+    return (
+        f"Core (`{core['command']}`, {m['cpus']} CPUs, {data['written_at']}; fixed BiGRU(32) on {core['data']}):\n\n"
+        "| measure | value |\n|---|---|\n"
+        f"| data prep, cold | {prep['cold_seconds']:.2f} s |\n"
+        f"| data prep, cached | {prep['cached_seconds'] * 1000:.1f} ms ({prep['speedup']:.0f}x faster) |\n"
+        f"| epoch, bare `model.fit` (median) | {med['bare_fit']:.2f} s |\n"
+        f"| epoch, trial without tracking | {med['trial_untracked']:.2f} s |\n"
+        f"| epoch, trial with MLflow | {med['trial_tracked']:.2f} s |\n"
+        f"| trial / bare fit | {core['trial_vs_bare_fit_ratio']:.3f} |\n"
+        f"| tracking overhead (with / without MLflow) | {core['tracking_overhead_ratio']:.3f} |\n"
+    )
+
+
+def storage_section() -> str:
+    path = RESULTS / "storage.md"
+    if not path.exists():
+        return "_`make bench-storage` has not been run yet._\n"
+    body = path.read_text().split("\n", 1)[1]
+    return "Storage throughput, trivial objective:\n" + body
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    section = f"{START}\n{core_section()}\n{storage_section()}{END}"
+    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    readme.write_text(text)
+    print("README Results section updated")
+
+
+if __name__ == "__main__":
+    main()
