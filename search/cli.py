@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     from search.objective import Objective
     from search.progress import ProgressPrinter
     from search.signals import GracefulStop
+    from search.storage import check_reachable as check_storage
     from search.storage import count_states, is_sqlite
     from search.study import create_study, load_study
     from search.tracking import NullTracker
@@ -176,6 +177,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     config = load_study_config(args)
     stop = GracefulStop().install()
     _validate_data(config)
+    check_storage(config.storage_url)
     tracker = NullTracker() if args.no_tracking else _tracker(config, args)
     if worker_mode:
         study = load_study(config)
@@ -201,11 +203,13 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from search.storage import check_reachable as check_storage
     from search.study import create_study
     from search.urls import mask_url
 
     config = load_study_config(args)
     _validate_data(config)
+    check_storage(config.storage_url)
     tracker = _tracker(config, args)
     study = create_study(config, heartbeat=False)
     experiment_id = tracker.ensure_experiment()

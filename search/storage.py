@@ -10,6 +10,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
+import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.config import WorkerConfig
@@ -104,6 +105,21 @@ def make_storage(url: str, worker: WorkerConfig | None = None) -> ResilientRDBSt
         }
     try:
         return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise StorageError(f"storage {mask_url(url)} unreachable: {first}") from None
+
+
+def check_reachable(url: str, timeout: int = 5) -> None:
+    """Connect once without creating anything (SQLite: the directory must be creatable)."""
+    if is_sqlite(url):
+        return
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout},
+                                          poolclass=sqlalchemy.pool.NullPool)
+        with engine.connect():
+            pass
+        engine.dispose()
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise StorageError(f"storage {mask_url(url)} unreachable: {first}") from None

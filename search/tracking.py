@@ -191,7 +191,13 @@ class MlflowTracker:
         return self.uri.startswith(("http://", "https://"))
 
     def check_reachable(self, timeout: float = 5.0) -> None:
-        """Fail fast (seconds, not minutes of retries) when the server is down."""
+        """Fail fast (seconds, not minutes of retries) when the server is down.
+
+        A local store is always reachable; it is not touched here so that nothing is written
+        before every start-up check has passed.
+        """
+        if not self.is_remote:
+            return
         try:
             if self.is_remote:
                 import requests

@@ -72,6 +72,7 @@ def test_unreachable_storage_fails_fast_and_masks_password(tmp_path: Path, tiny_
     out = cli("run", "--config", str(config), "--storage", url)
     assert_one_line_error(out, "storage postgresql+psycopg://bob:***@127.0.0.1:", "unreachable")
     assert "hunter2pw" not in out.stdout + out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # checked before the tracking store is touched
 
 
 def test_run_resume_and_predict_from_stdin(tmp_path: Path, tiny_files: dict[str, Path]) -> None:

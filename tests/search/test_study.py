@@ -61,7 +61,8 @@ def test_study_resumes_with_continuous_numbering(finished: Finished) -> None:
 def test_pruner_prunes_and_others_complete(finished: Finished) -> None:
     states = {t.state for t in finished.study.trials}
     assert optuna.trial.TrialState.COMPLETE in states
-    assert optuna.trial.TrialState.PRUNED in states, [(t.number, t.state, t.intermediate_values) for t in finished.study.trials]
+    details = [(t.number, t.state, t.intermediate_values) for t in finished.study.trials]
+    assert optuna.trial.TrialState.PRUNED in states, details
     for t in finished.study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.value == pytest.approx(max(t.intermediate_values.values()))
@@ -89,7 +90,8 @@ def test_every_trial_is_an_mlflow_run_with_curves(finished: Finished) -> None:
         assert int(run.data.params["n_classes"]) == 2 and int(run.data.params["n_params"]) > 0
         history = finished.client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in history] == sorted(t.intermediate_values)
-        assert [m.value for m in history] == pytest.approx([t.intermediate_values[s] for s in sorted(t.intermediate_values)])
+        reported = [t.intermediate_values[s] for s in sorted(t.intermediate_values)]
+        assert [m.value for m in history] == pytest.approx(reported)
         for name in ("loss", "accuracy", "val_loss"):
             assert len(finished.client.get_metric_history(run.info.run_id, name)) == len(history)
         artifacts = {a.path for a in finished.client.list_artifacts(run.info.run_id)}
