@@ -38,10 +38,28 @@ def storage_section() -> str:
     return "Storage throughput, trivial objective:\n" + body
 
 
+def throughput_section() -> str:
+    path = RESULTS / "throughput.json"
+    if not path.exists():
+        return "_`python bench/throughput.py` has not been run yet._\n"
+    data = json.loads(path.read_text())
+    size = data["size"]
+    rows = "\n".join(f"| {name} | {value:.0f} |" for name, value in data["examples_per_second"].items())
+    arms = "\n".join(f"| {name} | {arm['examples_per_second']:.0f} | {arm['best_val_accuracy']:.4f} |"
+                     for name, arm in data["padding_masking"].items())
+    return (
+        f"\nThroughput (`{data['command']}`, {data['backend']} backend, {data['device']}; {data['data']}, "
+        f"embedding {size['embedding_dim']}, units {size['units']}, length {size['sequence_length']}, "
+        f"batch {size['batch_size']}):\n\n| model | training examples/s |\n|---|---|\n{rows}\n\n"
+        f"Padding and masking, BiGRU, {data['epochs_per_arm']} epochs, same split and seed:\n\n"
+        f"| arm | examples/s | best val_accuracy |\n|---|---|---|\n{arms}\n"
+    )
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    section = f"{START}\n{core_section()}\n{storage_section()}{END}"
+    section = f"{START}\n{core_section()}\n{storage_section()}{throughput_section()}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)
     print("README Results section updated")

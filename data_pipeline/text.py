@@ -46,8 +46,8 @@ class Vectorizer:
 
     vocabulary: list[str]
     sequence_length: int
-    padding: Side = "pre"
-    truncating: Side = "pre"
+    padding: Side = "post"
+    truncating: Side = "post"
     tokenizer_version: int = TOKENIZER_VERSION
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
@@ -91,7 +91,7 @@ class Vectorizer:
         return cls(
             vocabulary=list(data["vocabulary"]),
             sequence_length=int(data["sequence_length"]),
-            padding=data.get("padding", "pre"),
-            truncating=data.get("truncating", "pre"),
+            padding=data["padding"],
+            truncating=data["truncating"],
             tokenizer_version=int(data["tokenizer_version"]),
         )

@@ -130,11 +130,14 @@ def _tracker(config: Any, args: argparse.Namespace) -> Any:
 
 
 def _header(config: Any, tracker: Any, study: Any) -> None:
+    from search.storage import count_states
     from search.urls import mask_url
 
     tracking = tracker.masked_uri if tracker.enabled else "off"
+    counts = count_states(study)
+    queued = f" ({counts['WAITING']} queued)" if counts["WAITING"] else ""
     print(f"study {config.study_name}: storage {mask_url(config.storage_url)}, tracking {tracking}, "
-          f"{len(study.trials)} trials so far", flush=True)
+          f"{len(study.trials) - counts['WAITING']} trials so far{queued}", flush=True)
 
 
 def _finish(config: Any, tracker: Any, study: Any) -> None:

@@ -87,6 +87,10 @@ def run_worker(
             break
         if n_trials is not None and ran >= n_trials:
             break
+        sampler = study.sampler
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+            print("worker: every grid point has been tried", file=out, flush=True)
+            break
         try:
             optuna.storages.fail_stale_trials(study)
             if target is not None:

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from search.cli import main
 from search.report import build_report
-from tests.conftest import PYTHON, ROOT, MlflowServer, cli_env, free_port
+from tests.conftest import PYTHON, ROOT, cli_env, free_port
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -186,17 +186,36 @@ def test_browser_renders_dashboard(dashboard: str, tmp_path: Path) -> None:
     assert_no_js_errors(console)
 
 
-def test_browser_renders_mlflow_experiment_page(mlflow_server: MlflowServer, tmp_path: Path) -> None:
+def test_browser_renders_mlflow_ui_command(tmp_path: Path) -> None:
+    """`python -m search ui` serves the local store; the experiment page lists the runs."""
     from search.tracking import MlflowTracker
 
-    name = f"browser-check-{free_port()}"
-    tracker = MlflowTracker(mlflow_server.url, name)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    name = "browser-check"
+    tracker = MlflowTracker(uri, name, artifact_root=str(tmp_path / "artifacts"))
     exp_id = tracker.ensure_experiment()
-    client = tracker.client
     for i in range(3):
-        run = client.create_run(exp_id, run_name=f"trial-{i}")
-        client.log_metric(run.info.run_id, "val_accuracy", 0.5 + i / 10)
-    dom, console = render(f"{mlflow_server.url}/#/experiments/{exp_id}/runs", tmp_path / "mlflow.png", wait_ms=25000)
+        run = tracker.client.create_run(exp_id, run_name=f"trial-{i}")
+        tracker.client.log_metric(run.info.run_id, "val_accuracy", 0.5 + i / 10)
+    port = free_port()
+    log = open(tmp_path / "ui.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([PYTHON, "-m", "search", "ui", "--tracking-uri", uri, "--port", str(port)],
+                            cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"ui did not start: {(tmp_path / 'ui.log').read_text()[-2000:]}") from None
+                time.sleep(0.5)
+        dom, console = render(f"{url}/#/experiments/{exp_id}/runs", tmp_path / "mlflow.png", wait_ms=25000)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(20)
     assert name in dom
     assert "trial-2" in dom
     assert_no_js_errors(console)
