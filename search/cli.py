@@ -121,7 +121,7 @@ def load_study_config(args: argparse.Namespace) -> Any:
     return parse_config({"study_name": args.study_name, "data": {}}, "<command line>", overrides)
 
 
-def _tracker(config: Any, args: argparse.Namespace) -> Any:
+def _tracker(config: Any) -> Any:
     from search.tracking import MlflowTracker
 
     tracker = MlflowTracker(config.tracking.uri, config.experiment_name)
@@ -181,7 +181,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     stop = GracefulStop().install()
     _validate_data(config)
     check_storage(config.storage_url)
-    tracker = NullTracker() if args.no_tracking else _tracker(config, args)
+    tracker = NullTracker() if args.no_tracking else _tracker(config)
     if worker_mode:
         study = load_study(config)
         if is_sqlite(config.storage_url) and count_states(study)["RUNNING"]:
@@ -213,7 +213,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_study_config(args)
     _validate_data(config)
     check_storage(config.storage_url)
-    tracker = _tracker(config, args)
+    tracker = _tracker(config)
     study = create_study(config, heartbeat=False)
     experiment_id = tracker.ensure_experiment()
     tracker.refresh_study_summary(study, {"storage": mask_url(config.storage_url)})
@@ -227,7 +227,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     from search.study import load_study
 
     config = load_study_config(args)
-    tracker = _tracker(config, args)
+    tracker = _tracker(config)
     study = load_study(config, heartbeat=False)
     _finish(config, tracker, study)
     return 0

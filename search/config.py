@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from data_pipeline import DataSpec
 from models.params import CELLS, INITIALIZERS, OPTIMIZERS, REGULARIZERS, ModelParams
+from search.urls import describe
 
 
 class ConfigError(ValueError):
@@ -268,6 +269,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> St
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"config {p}: not valid YAML ({first})") from None
+        raise ConfigError(f"config {p}: not valid YAML ({describe(exc)})") from None
     return parse_config(data, str(p), overrides)

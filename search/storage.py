@@ -14,7 +14,7 @@ import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.config import WorkerConfig
-from search.urls import mask_text, mask_url
+from search.urls import describe, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ def make_storage(url: str, worker: WorkerConfig | None = None) -> ResilientRDBSt
     try:
         return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
-        raise StorageError(f"storage {mask_url(url)} unreachable: {first}") from None
+        raise StorageError(f"storage {mask_url(url)} unreachable: {describe(exc, url)}") from None
 
 
 def check_reachable(url: str, timeout: int = 5) -> None:
@@ -121,8 +120,7 @@ def check_reachable(url: str, timeout: int = 5) -> None:
             pass
         engine.dispose()
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        first = mask_text(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
-        raise StorageError(f"storage {mask_url(url)} unreachable: {first}") from None
+        raise StorageError(f"storage {mask_url(url)} unreachable: {describe(exc, url)}") from None
 
 
 def study_exists(storage: RDBStorage, study_name: str) -> bool:

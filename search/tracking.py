@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from models.params import ModelParams
-from search.urls import mask_text, mask_url
+from search.urls import describe, mask_text, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,7 @@ class MlflowTracker:
                 response.raise_for_status()
             self.client.search_experiments(max_results=1)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            detail = mask_text(first, self.uri)[:300]
+            detail = describe(exc, self.uri)[:300]
             raise TrackingError(f"tracking server {self.masked_uri} unreachable: {detail}") from None
 
     def ensure_experiment(self) -> str:

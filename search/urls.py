@@ -37,3 +37,9 @@ def mask_text(text: str, *urls: str | None) -> str:
         if password:
             text = text.replace(password, "***")
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def describe(exc: BaseException, *urls: str | None) -> str:
+    """The first line of an exception's message (or its type), passwords masked."""
+    text = str(exc).strip()
+    return mask_text(text.splitlines()[0] if text else type(exc).__name__, *urls)
