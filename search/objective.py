@@ -67,7 +67,6 @@ class Objective:
         workdir = Path(tempfile.mkdtemp(prefix=f"trial-{trial.number}-"))
         history: dict[str, list[float]] = {}
         started = time.perf_counter()
-        metrics: dict[str, float] = {}
         run: Any = NullTrialRun()
         try:
             self.stop.check()
@@ -113,19 +112,19 @@ class Objective:
             run.log_bundle(workdir)
             if self.tracker.enabled and self.config.tracking.log_keras_model:
                 run.log_keras_model(keras.models.load_model(workdir / MODEL_FILE, compile=False))
-            self._finish(trial, run, "COMPLETE", metrics, epoch_seconds=history.get("epoch_seconds"))
+            self._finish(trial, run, "COMPLETE", metrics, history)
             return best
         except optuna.TrialPruned:
             metrics = self._summary(history, started)
             if (workdir / MODEL_FILE).exists():
                 run.log_bundle(workdir)
-            self._finish(trial, run, "PRUNED", metrics, epoch_seconds=history.get("epoch_seconds"))
+            self._finish(trial, run, "PRUNED", metrics, history)
             raise
         except Exception as exc:
             reason = fail_reason(exc)
             trial.set_user_attr("fail_reason", reason)
             metrics = self._summary(history, started)
-            self._finish(trial, run, "FAIL", metrics, reason, history.get("epoch_seconds"))
+            self._finish(trial, run, "FAIL", metrics, history, reason)
             raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -181,12 +180,12 @@ class Objective:
 
     @staticmethod
     def _finish(trial: optuna.Trial, run: Any, state: str, metrics: dict[str, float],
-                reason: str | None = None, epoch_seconds: list[float] | None = None) -> None:
+                history: dict[str, list[float]], reason: str | None = None) -> None:
         for key in ("train_seconds", "epochs_run", "best_epoch"):
             if key in metrics:
                 trial.set_user_attr(key, round(metrics[key], 3) if key == "train_seconds" else int(metrics[key]))
-        if epoch_seconds:
-            trial.set_user_attr("epoch_seconds", [round(s, 4) for s in epoch_seconds])
+        if history.get("epoch_seconds"):
+            trial.set_user_attr("epoch_seconds", [round(s, 4) for s in history["epoch_seconds"]])
         run.finish(state, metrics, reason)
         if run.errors:
             trial.set_user_attr("tracking_error", run.errors[0])

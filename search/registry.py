@@ -6,6 +6,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -74,7 +75,7 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
     return champion
 
 
-def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: object) -> float:
+def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: Any) -> float:
     """Score the champion on the test split once and log ``test_accuracy`` on its run."""
     from models.bundle import TextClassifier
 
