@@ -8,7 +8,13 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage lock clean
+.PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
+	bench-efficiency bench-search lock clean
+
+# Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
+BUDGET ?= 7200
+EPOCHS ?= 36
+SEEDS ?= 1
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock
@@ -63,7 +69,18 @@ bench-core: setup
 bench-storage: setup-dev
 	$(PY) bench/storage.py
 
-bench: bench-core bench-storage
+bench-throughput: setup
+	$(PY) bench/throughput.py
+
+bench-efficiency: setup
+	$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)
+
+# The shared data sets live in ../shared/data (not committed); see README "Results".
+bench-search: setup
+	$(PY) bench/search_quality.py --config studies/imdb.yaml --budget $(BUDGET) --reference 0.850 --goal 0.900
+	$(PY) bench/search_quality.py --config studies/amazon.yaml --budget $(BUDGET) --reference 0.886 --goal 0.890
+
+bench: bench-core bench-storage bench-throughput bench-efficiency bench-search
 	$(PY) bench/summarize.py
 
 lock:

@@ -56,10 +56,29 @@ def throughput_section() -> str:
     )
 
 
+def search_section() -> str:
+    parts = []
+    for name in ("search_imdb", "search_amazon"):
+        path = RESULTS / f"{name}.md"
+        if path.exists():
+            parts.append("\n" + path.read_text().replace("# Search quality: ", "Search quality, ", 1))
+        else:
+            parts.append(f"\n_`{name}` has not been run yet (`make bench-search`)._\n")
+    return "".join(parts)
+
+
+def efficiency_section() -> str:
+    path = RESULTS / "efficiency.md"
+    if not path.exists():
+        return "\n_`make bench-efficiency` has not been run yet._\n"
+    body = path.read_text().replace("# Efficiency: ", "Efficiency, ", 1)
+    return f"\n{body}\nFigure: `bench/results/efficiency.html` (best validation accuracy vs cumulative epochs).\n"
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    section = f"{START}\n{core_section()}\n{storage_section()}{throughput_section()}{END}"
+    section = f"{START}\n{core_section()}\n{storage_section()}{throughput_section()}{search_section()}{efficiency_section()}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)
     print("README Results section updated")

@@ -160,8 +160,9 @@ class Objective:
         if self.config.training.patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
                                                            patience=self.config.training.patience))
-        if self.config.pruner.type != "none":
-            callbacks.append(pruning_callback(trial, MONITOR))
+        # Always report: with pruner "none" (NopPruner) the callback never prunes, but every epoch
+        # still lands in the study as an intermediate value (dashboard curves, epoch accounting).
+        callbacks.append(pruning_callback(trial, MONITOR))
         return callbacks
 
     @staticmethod
