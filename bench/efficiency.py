@@ -23,6 +23,7 @@ Writes bench/results/efficiency.json, efficiency.md and efficiency.html (plotly,
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from typing import Any
@@ -84,6 +85,15 @@ def epoch_curve(study: optuna.Study, budget: int) -> tuple[list[float], list[int
     return curve, per_trial
 
 
+def trial_params(arm: str, seed: int) -> list[dict[str, Any]]:
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{arm_dir(arm, seed)}/study.db")
+    return [t.params for t in sorted(study.trials, key=lambda t: t.number)]
+
+
+def arm_dir(arm: str, seed: int) -> Any:
+    return ROOT / ".cache" / "bench" / "efficiency" / f"{arm}-seed{seed}"
+
+
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
     for i, value in enumerate(curve):
         if value >= target:
@@ -98,7 +108,7 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
     from search.study import create_study
     from search.worker import run_worker
 
-    work = ROOT / ".cache" / "bench" / "efficiency" / f"{arm}-seed{seed}"
+    work = arm_dir(arm, seed)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     overrides = arm_overrides(arm, seed, max_epochs)
@@ -125,6 +135,7 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
         "trials": len(states), "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
         "failed": states.count("FAIL"), "wall_seconds": round(wall, 1),
         "best_params": study.best_params if any(s == "COMPLETE" for s in states) else None,
+        "trial_params": trial_params(arm, seed), "epochs_per_trial": per_trial,
     }
 
 
@@ -146,12 +157,25 @@ def summarize(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     for seed in seeds:
         by_arm = {r["arm"]: r for r in runs if r["seed"] == seed}
         random_best = by_arm["random"]["best_val_accuracy"]
-        row: dict[str, Any] = {"seed": seed, "random_best": random_best, "random_epochs": by_arm["random"]["epochs_used"]}
+        row: dict[str, Any] = {"seed": seed, "random_best": random_best,
+                               "random_epochs": by_arm["random"]["epochs_used"]}
         for arm in ("tpe_pruning", "notebook_grid"):
             needed = epochs_to_reach(by_arm[arm]["curve"], random_best)
             row[f"{arm}_epochs_to_random_best"] = needed
             row[f"{arm}_epochs_ratio_vs_random"] = (
                 None if needed is None else round(needed / by_arm["random"]["epochs_used"], 3))
+        # TPE's startup trials are random draws from the same seed, so both arms begin with the
+        # same configurations: a target reached inside that shared prefix says nothing about TPE.
+        tpe, rnd = by_arm["tpe_pruning"], by_arm["random"]
+        shared = 0
+        for a, b in zip(tpe["trial_params"], rnd["trial_params"], strict=False):
+            if a != b:
+                break
+            shared += 1
+        needed = row["tpe_pruning_epochs_to_random_best"]
+        row["shared_startup_trials"] = shared
+        row["tpe_reached_inside_shared_trials"] = (
+            needed is not None and needed <= sum(tpe["epochs_per_trial"][:shared]))
         per_seed.append(row)
     ratios = [r["tpe_pruning_epochs_ratio_vs_random"] for r in per_seed]
     # A seed where TPE never reached random's best counts as ratio > 1 (goal missed).
@@ -162,6 +186,7 @@ def summarize(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         "epochs_ratio_vs_random_note": "worst seed; null if TPE+pruning did not reach random's best on some seed",
         "goal_epochs_ratio": 0.40,
         "goal_met": bool(len(reached) == len(ratios) and max(reached) <= 0.40),
+        "goal_met_only_through_shared_trials": any(r["tpe_reached_inside_shared_trials"] for r in per_seed),
     }
 
 
@@ -174,12 +199,20 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['arm']} | {r['seed']} | {r['best_val_accuracy']} | {r['epochs_used']} | "
                      f"{r['trials']} ({r['complete']}/{r['pruned']}/{r['failed']}) | {r['wall_seconds']} |")
     s = result["summary"]
+    verdict = "missed" if not s["goal_met"] else (
+        "met on paper only, see caveat" if s["goal_met_only_through_shared_trials"] else "met")
     lines += ["", f"epochs_ratio_vs_random (TPE+pruning): **{s['epochs_ratio_vs_random']}** "
-              f"(goal <= {s['goal_epochs_ratio']}: {'met' if s['goal_met'] else 'missed'})", ""]
+              f"(goal <= {s['goal_epochs_ratio']}: {verdict})", ""]
     for row in s["per_seed"]:
         lines.append(f"- seed {row['seed']}: random best {row['random_best']} in {row['random_epochs']} epochs; "
                      f"TPE+pruning reached it after {row['tpe_pruning_epochs_to_random_best']} epochs, "
-                     f"the grid after {row['notebook_grid_epochs_to_random_best']}")
+                     f"the grid after {row['notebook_grid_epochs_to_random_best']}; the first "
+                     f"{row['shared_startup_trials']} trials of TPE and random were the same configurations"
+                     + (" (TPE reached random's best inside them)" if row["tpe_reached_inside_shared_trials"] else ""))
+    if s["goal_met_only_through_shared_trials"]:
+        lines += ["", "Caveat: the ratio meets the goal only because random's best came from a configuration "
+                  "both arms drew in their shared startup trials; this run does not show TPE+pruning "
+                  "finding better models faster than random search."]
     return "\n".join(lines) + "\n"
 
 
@@ -190,8 +223,22 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="epochs per trial (all arms)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--resummarize", action="store_true",
+                        help="recompute summary and markdown from efficiency.json and the arms' studies")
     args = parser.parse_args()
     quiet()
+    if args.resummarize:
+        path = RESULTS / "efficiency.json"
+        result = json.loads(path.read_text())
+        for run in result["runs"]:
+            run["trial_params"] = trial_params(run["arm"], run["seed"])
+            study = optuna.load_study(study_name=None, storage=f"sqlite:///{arm_dir(run['arm'], run['seed'])}/study.db")
+            run["epochs_per_trial"] = [len(t.intermediate_values) for t in sorted(study.trials, key=lambda t: t.number)]
+        result["summary"] = summarize(result["runs"], result["seeds"])
+        (RESULTS / "efficiency.md").write_text(markdown(result))
+        write_result("efficiency", {k: v for k, v in result.items()
+                                    if k not in ("machine", "versions", "written_at")}, merge=True)
+        return
     runs = []
     for seed in args.seeds:
         for arm in args.arms:

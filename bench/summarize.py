@@ -75,10 +75,54 @@ def efficiency_section() -> str:
     return f"\n{body}\nFigure: `bench/results/efficiency.html` (best validation accuracy vs cumulative epochs).\n"
 
 
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def headline() -> str:
+    """Goals met or missed, in words, from the result files."""
+    lines = []
+    for name, label in (("search_imdb", "IMDB"), ("search_amazon", "Amazon")):
+        r = _load(name)
+        if r is None:
+            lines.append(f"- **{label}: not run.**")
+            continue
+        verdict = "met" if r["goal_met"] else "missed"
+        lines.append(
+            f"- **{label} goal {verdict}**: champion test accuracy {r['champion_test_accuracy']:.4f} "
+            f"(goal {r['goal_test_accuracy']}, notebooks {r['reference_accuracy']}) after a "
+            f"{r['budget_seconds'] / 60:.0f}-minute budget on {r['machine']['cpus']} CPU cores "
+            f"({r['finished_trials']} finished trials, {r['epochs_run']} epochs); best validation "
+            f"accuracy {r['best_val_accuracy']:.4f}.")
+    e = _load("efficiency")
+    if e and "summary" in e:
+        s = e["summary"]
+        best = {run["arm"]: run["best_val_accuracy"] for run in e["runs"] if run["seed"] == e["seeds"][0]}
+        if not s["goal_met"]:
+            verdict = "missed"
+        elif s["goal_met_only_through_shared_trials"]:
+            verdict = ("met on paper only: random's best came from a startup trial both arms share "
+                       "(same seed), so the ratio does not show TPE finding better models faster")
+        else:
+            verdict = "met"
+        lines.append(
+            f"- **Efficiency**: `epochs_ratio_vs_random` {s['epochs_ratio_vs_random']} (goal <= "
+            f"{s['goal_epochs_ratio']}): {verdict}. Best validation accuracy after {e['epoch_budget']} "
+            f"epochs (seed {e['seeds'][0]}): TPE+pruning {best.get('tpe_pruning')}, random {best.get('random')}, "
+            f"the notebooks' grid {best.get('notebook_grid')}; {len(e['seeds'])} seed(s).")
+    gpu = _load("throughput_gpu")
+    lines.append(f"- **GPU**: {gpu['device']} measured, see `throughput_gpu.json`." if gpu else
+                 "- **GPU: not measured** (no accelerator was lent to the sessions that ran these).")
+    return "\n".join(lines) + "\n\n"
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    section = f"{START}\n{core_section()}\n{storage_section()}{throughput_section()}{search_section()}{efficiency_section()}{END}"
+    body = (headline() + core_section() + "\n" + storage_section() + throughput_section() + search_section()
+            + efficiency_section())
+    section = f"{START}\n{body}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)
     print("README Results section updated")

@@ -70,6 +70,9 @@ def main() -> None:
     import keras
 
     from data_pipeline import prepare
+    from models.runtime import configure_accelerator
+
+    device = configure_accelerator()
 
     data_dir, cache = Path(args.data), ROOT / ".cache" / "bench"
     pre = prepare(spec_for(data_dir, cache, "pre"), SIZE["max_features"], SIZE["sequence_length"])
@@ -86,10 +89,11 @@ def main() -> None:
             arm = f"{padding}-padding, mask {'on' if mask else 'off'}"
             masking[arm] = {k: round(v, 4) for k, v in padding_arm(data, mask, args.epochs).items()}
             print(arm, masking[arm], flush=True)
-    write_result("throughput", {
+    # A GPU run (e.g. KERAS_BACKEND=jax on a lent accelerator) writes throughput_gpu.json beside the CPU one.
+    write_result("throughput" if device.endswith("CPU") else "throughput_gpu", {
         "command": "python bench/throughput.py", "data": str(data_dir.name), "size": SIZE,
         "backend": keras.backend.backend(), "examples_per_second": speed, "padding_masking": masking,
-        "epochs_per_arm": args.epochs, "device": "CPU (no GPU lent to this session)",
+        "epochs_per_arm": args.epochs, "device": device,
     }, merge=False)
 
 
