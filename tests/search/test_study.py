@@ -149,8 +149,7 @@ def test_registry_model_and_pull_predict_match(finished: Finished, tmp_path: Pat
 
 def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
     # The dashboard's curves and the efficiency benchmark's epoch accounting need them.
-    config = tiny_config(tmp_path, tiny_files, n_trials=2, pruner={"type": "none"}, sampler={"type": "random"},
-                         tracking={"uri": f"sqlite:///{tmp_path}/mlflow.db", "log_keras_model": False})
+    config = tiny_config(tmp_path, tiny_files, n_trials=2, pruner={"type": "none"}, sampler={"type": "random"})
     assert main(["run", "--config", str(write_config(tmp_path, config))]) == 0
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/tiny.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
