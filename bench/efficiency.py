@@ -85,13 +85,16 @@ def epoch_curve(study: optuna.Study, budget: int) -> tuple[list[float], list[int
     return curve, per_trial
 
 
-def trial_params(arm: str, seed: int) -> list[dict[str, Any]]:
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{arm_dir(arm, seed)}/study.db")
+def trial_params(study: optuna.Study) -> list[dict[str, Any]]:
     return [t.params for t in sorted(study.trials, key=lambda t: t.number)]
 
 
 def arm_dir(arm: str, seed: int) -> Any:
     return ROOT / ".cache" / "bench" / "efficiency" / f"{arm}-seed{seed}"
+
+
+def load_arm_study(arm: str, seed: int) -> optuna.Study:
+    return optuna.load_study(study_name=None, storage=f"sqlite:///{arm_dir(arm, seed)}/study.db")
 
 
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
@@ -122,7 +125,7 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
         used = sum(len(t.intermediate_values) for t in trials)
         # The trial cap guards against an arm whose trials all fail before training one epoch.
         if used >= budget or len(trials) >= 4 * budget:
-            stop.requested, stop.signal_name = True, "epoch budget"
+            stop.request("epoch budget")
 
     started = time.perf_counter()
     run_worker(study, Objective(config, stop=stop), target=None, stop=stop, callbacks=[stop_at_budget])
@@ -135,7 +138,7 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
         "trials": len(states), "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
         "failed": states.count("FAIL"), "wall_seconds": round(wall, 1),
         "best_params": study.best_params if any(s == "COMPLETE" for s in states) else None,
-        "trial_params": trial_params(arm, seed), "epochs_per_trial": per_trial,
+        "trial_params": trial_params(study), "epochs_per_trial": per_trial,
     }
 
 
@@ -231,9 +234,9 @@ def main() -> None:
         path = RESULTS / "efficiency.json"
         result = json.loads(path.read_text())
         for run in result["runs"]:
-            run["trial_params"] = trial_params(run["arm"], run["seed"])
-            study = optuna.load_study(study_name=None, storage=f"sqlite:///{arm_dir(run['arm'], run['seed'])}/study.db")
-            run["epochs_per_trial"] = [len(t.intermediate_values) for t in sorted(study.trials, key=lambda t: t.number)]
+            study = load_arm_study(run["arm"], run["seed"])
+            run["trial_params"] = trial_params(study)
+            run["epochs_per_trial"] = epoch_curve(study, result["epoch_budget"])[1]
         result["summary"] = summarize(result["runs"], result["seeds"])
         (RESULTS / "efficiency.md").write_text(markdown(result))
         write_result("efficiency", {k: v for k, v in result.items()

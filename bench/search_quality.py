@@ -92,16 +92,17 @@ def main() -> None:
     epochs = sum(len(t.intermediate_values) for t in study.trials)
     first_start = min(t.datetime_start for t in study.trials if t.datetime_start)
     passed_at = None
-    for t in sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start):
-        if t.value is not None and t.value > args.reference and t.datetime_complete:
-            passed_at = (t.datetime_complete - first_start).total_seconds()
-            break
-    best_curve = []  # (seconds since start, best validation accuracy so far) per finished trial
+    best_curve = []  # (seconds since start, best validation accuracy so far) per improving trial
     best = 0.0
     for t in sorted(finished, key=lambda t: t.datetime_complete or t.datetime_start):
-        if t.value is not None and t.datetime_complete and t.value > best:
+        if t.value is None or t.datetime_complete is None:
+            continue
+        seconds = (t.datetime_complete - first_start).total_seconds()
+        if passed_at is None and t.value > args.reference:
+            passed_at = seconds
+        if t.value > best:
             best = t.value
-            best_curve.append([round((t.datetime_complete - first_start).total_seconds(), 1), round(best, 4)])
+            best_curve.append([round(seconds, 1), round(best, 4)])
     client = MlflowClient(tracking)
     champion = client.get_model_version_by_alias(config.model_name, "champion")
     test_accuracy = client.get_run(champion.run_id).data.metrics.get("test_accuracy")

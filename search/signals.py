@@ -26,8 +26,12 @@ class GracefulStop:
         if self.requested:
             signal.signal(signum, signal.SIG_DFL)
             raise KeyboardInterrupt
+        self.request(signal.Signals(signum).name)
+
+    def request(self, reason: str) -> None:
+        """Ask for a graceful stop without a signal (e.g. a budget spent); ``reason`` names it."""
         self.requested = True
-        self.signal_name = signal.Signals(signum).name
+        self.signal_name = reason
 
     def check(self) -> None:
         if self.requested:
