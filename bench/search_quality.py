@@ -6,7 +6,9 @@
 Runs `python -m search run` on a fresh study (own storage and MLflow store under
 .cache/bench/), then writes bench/results/search_<study>.json: best validation accuracy, the
 champion's test accuracy, trials and epochs used, and when validation accuracy first passed the
-reference (the notebooks' best test accuracy).
+reference (the notebooks' best test accuracy), plus a per-trial log and a breakdown of best
+validation accuracy and minutes per epoch by model family, sequence length and vocabulary.
+`--resummarize` rebuilds that log from the study kept under .cache/bench/.
 
 The budget is a hard wall clock: `--timeout` stops new trials, and a trial still running when
 the budget is spent gets SIGTERM (the worker stops it at the next batch and re-queues it);
@@ -26,6 +28,47 @@ import time
 import optuna
 from common import RESULTS, ROOT, quiet, write_result
 
+# Trial attributes the breakdown groups by: model family, then the two data-shape choices.
+BREAKDOWN = (("model", "model"), ("sequence_length", "sequence length"), ("max_features", "vocabulary"))
+
+
+def trial_log(study: optuna.Study) -> list[dict]:
+    """One row per trial that trained at least one epoch: what it was, what it reached, what it cost."""
+    rows = []
+    for t in study.trials:
+        if not t.intermediate_values or t.datetime_start is None:
+            continue
+        # A trial cut by the budget has no end time; its cost per epoch stays unknown.
+        minutes = (t.datetime_complete - t.datetime_start).total_seconds() / 60 if t.datetime_complete else None
+        rows.append({"number": t.number, "state": t.state.name, "epochs": len(t.intermediate_values),
+                     "best_epoch_val_accuracy": round(max(t.intermediate_values.values()), 4),
+                     "minutes": None if minutes is None else round(minutes, 2), "params": t.params})
+    return rows
+
+
+def breakdown_markdown(rows: list[dict]) -> str:
+    """Best validation accuracy and cost per model family / sequence length / vocabulary (pandas groupby)."""
+    import pandas as pd
+
+    if not rows:
+        return ""
+    frame = pd.DataFrame([{**r["params"], **{k: v for k, v in r.items() if k != "params"}} for r in rows])
+    frame["model"] = frame["bidirectional"].map({True: "Bi", False: ""}) + frame["cell"] + " x" + \
+        frame["depth"].astype(str)
+    frame["minutes_per_epoch"] = frame["minutes"] / frame["epochs"]
+    parts = ["\nWhat the trials say (every trial that trained an epoch; best epoch's validation accuracy):\n"]
+    for column, label in BREAKDOWN:
+        table = frame.groupby(column).agg(
+            trials=("number", "size"), best=("best_epoch_val_accuracy", "max"),
+            median_val=("best_epoch_val_accuracy", "median"), min_per_epoch=("minutes_per_epoch", "median"),
+        ).sort_values("best", ascending=False)
+        lines = [f"\n| {label} | trials | best val | median val | median min/epoch |", "|---|---|---|---|---|"]
+        lines += [f"| {key} | {int(r.trials)} | {r.best:.4f} | {r.median_val:.4f} | "
+                  f"{'n/a' if pd.isna(r.min_per_epoch) else f'{r.min_per_epoch:.1f}'} |"
+                  for key, r in table.iterrows()]
+        parts.append("\n".join(lines) + "\n")
+    return "".join(parts)
+
 
 def markdown(name: str, r: dict) -> str:
     goal = r.get("goal_test_accuracy")
@@ -44,6 +87,7 @@ def markdown(name: str, r: dict) -> str:
         f"| validation first above it after | {'never' if passed is None else f'{passed / 60:.0f} min'} |\n"
         f"| best validation accuracy over time | {curve} |\n"
         f"\nChampion: `{json.dumps(r['best_params'], sort_keys=True)}`\n"
+        + breakdown_markdown(r.get("trial_log", []))
     )
 
 
@@ -54,12 +98,23 @@ def main() -> None:
     parser.add_argument("--reference", type=float, required=True, help="accuracy to beat")
     parser.add_argument("--goal", type=float, default=None, help="champion test accuracy goal")
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the .json")
+    parser.add_argument("--resummarize", action="store_true",
+                        help="rebuild the per-trial log from the study kept under .cache/bench, then the .md")
     args = parser.parse_args()
-    if args.markdown_only:
+    if args.markdown_only or args.resummarize:
         from search.config import load_config
 
-        name = f"search_{load_config(ROOT / args.config).study_name}"
-        result = json.loads((RESULTS / f"{name}.json").read_text())
+        config = load_config(ROOT / args.config)
+        name = f"search_{config.study_name}"
+        path = RESULTS / f"{name}.json"
+        result = json.loads(path.read_text())
+        if args.resummarize:
+            storage = f"sqlite:///{ROOT / '.cache' / 'bench' / f'search-{config.study_name}'}/study.db"
+            result["trial_log"] = trial_log(optuna.load_study(study_name=config.study_name, storage=storage))
+            # Same measurement, more detail: written in place, keeping its written_at.
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+            tmp.replace(path)
         (RESULTS / f"{name}.md").write_text(markdown(name, result))
         return
     quiet()
@@ -120,6 +175,7 @@ def main() -> None:
         "trials": len(study.trials), "finished_trials": len(finished),
         "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
         "epochs_run": epochs, "val_passed_reference_after_seconds": passed_at,
+        "trial_log": trial_log(study),
     }
     path = write_result(f"search_{config.study_name}", result, merge=False)
     (RESULTS / f"search_{config.study_name}.md").write_text(
