@@ -17,6 +17,11 @@ from a known answer.
 
     epochs_ratio_vs_random = epochs (a) needed to reach (b)'s best / epochs (b) used
 
+TPE's startup trials are random draws from the same seed as the random arm, so both arms begin
+with the same configurations; the summary flags a ratio earned inside that shared prefix and
+reports what each arm gained after it. `--add-seeds 2 3` runs more seeds under the stored budget
+and merges them into efficiency.json.
+
 Writes bench/results/efficiency.json, efficiency.md and efficiency.html (plotly, CDN script).
 """
 
@@ -179,6 +184,13 @@ def summarize(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         row["shared_startup_trials"] = shared
         row["tpe_reached_inside_shared_trials"] = (
             needed is not None and needed <= sum(tpe["epochs_per_trial"][:shared]))
+        # The fair part of the comparison: how much each arm improved on the best of the shared
+        # trials with the epochs it had left (pruning leaves TPE more of them).
+        for arm, run in (("tpe_pruning", tpe), ("random", rnd)):
+            prefix = min(sum(run["epochs_per_trial"][:shared]), len(run["curve"]))
+            row[f"{arm}_epochs_after_shared"] = len(run["curve"]) - prefix
+            row[f"{arm}_gain_after_shared"] = (
+                round(run["curve"][-1] - run["curve"][prefix - 1], 4) if prefix else None)
         per_seed.append(row)
     ratios = [r["tpe_pruning_epochs_ratio_vs_random"] for r in per_seed]
     # A seed where TPE never reached random's best counts as ratio > 1 (goal missed).
@@ -190,6 +202,9 @@ def summarize(runs: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         "goal_epochs_ratio": 0.40,
         "goal_met": bool(len(reached) == len(ratios) and max(reached) <= 0.40),
         "goal_met_only_through_shared_trials": any(r["tpe_reached_inside_shared_trials"] for r in per_seed),
+        "mean_best_val_accuracy": {
+            arm: round(sum(r["best_val_accuracy"] for r in runs if r["arm"] == arm and r["seed"] in seeds)
+                       / len(seeds), 4) for arm in ARMS},
     }
 
 
@@ -211,7 +226,13 @@ def markdown(result: dict[str, Any]) -> str:
                      f"TPE+pruning reached it after {row['tpe_pruning_epochs_to_random_best']} epochs, "
                      f"the grid after {row['notebook_grid_epochs_to_random_best']}; the first "
                      f"{row['shared_startup_trials']} trials of TPE and random were the same configurations"
-                     + (" (TPE reached random's best inside them)" if row["tpe_reached_inside_shared_trials"] else ""))
+                     + (" (TPE reached random's best inside them)" if row["tpe_reached_inside_shared_trials"] else "")
+                     + f"; after them TPE+pruning gained {row.get('tpe_pruning_gain_after_shared')} in "
+                     f"{row.get('tpe_pruning_epochs_after_shared')} epochs, random "
+                     f"{row.get('random_gain_after_shared')} in {row.get('random_epochs_after_shared')}")
+    if "mean_best_val_accuracy" in s:
+        lines += ["", "Mean best validation accuracy over seeds: " + ", ".join(
+            f"{arm} {value}" for arm, value in s["mean_best_val_accuracy"].items())]
     if s["goal_met_only_through_shared_trials"]:
         lines += ["", "Caveat: the ratio meets the goal only because random's best came from a configuration "
                   "both arms drew in their shared startup trials; this run does not show TPE+pruning "
@@ -226,6 +247,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="epochs per trial (all arms)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--add-seeds", type=int, nargs="+", default=None,
+                        help="run these seeds under the budget stored in efficiency.json and merge them in")
     parser.add_argument("--resummarize", action="store_true",
                         help="recompute summary and markdown from efficiency.json and the arms' studies")
     args = parser.parse_args()
@@ -234,6 +257,8 @@ def main() -> None:
         path = RESULTS / "efficiency.json"
         result = json.loads(path.read_text())
         for run in result["runs"]:
+            if not arm_dir(run["arm"], run["seed"]).exists():
+                continue  # measured in another checkout: its stored trial params and epochs stand
             study = load_arm_study(run["arm"], run["seed"])
             run["trial_params"] = trial_params(study)
             run["epochs_per_trial"] = epoch_curve(study, result["epoch_budget"])[1]
@@ -242,21 +267,35 @@ def main() -> None:
         write_result("efficiency", {k: v for k, v in result.items()
                                     if k not in ("machine", "versions", "written_at")}, merge=True)
         return
-    runs = []
-    for seed in args.seeds:
+    # --add-seeds runs more seeds under the stored budget and merges them, so seeds can be
+    # spread over several sessions without re-running the ones already measured.
+    previous: dict[str, Any] = {}
+    if args.add_seeds:
+        previous = json.loads((RESULTS / "efficiency.json").read_text())
+        if set(args.add_seeds) & set(previous["seeds"]):
+            raise SystemExit(f"efficiency.json: seeds {sorted(set(args.add_seeds) & set(previous['seeds']))} "
+                             "are already measured")
+        args.config, args.epochs, args.max_epochs = previous["config"], previous["epoch_budget"], previous["max_epochs"]
+    invocation = (f"python bench/efficiency.py --add-seeds {' '.join(map(str, args.add_seeds))}" if args.add_seeds
+                  else f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
+                       f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, args.seeds))}")
+    runs = list(previous.get("runs", []))
+    for seed in args.add_seeds or args.seeds:
         for arm in args.arms:
             run = run_arm(arm, args.config, seed, args.epochs, args.max_epochs)
             print(f"{arm} seed {seed}: best {run['best_val_accuracy']} in {run['epochs_used']} epochs, "
                   f"{run['trials']} trials, {run['wall_seconds']} s", flush=True)
             runs.append(run)
+    seeds = previous.get("seeds", []) + (args.add_seeds or args.seeds)
     result: dict[str, Any] = {
         "command": f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
-                   f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, args.seeds))}",
+                   f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}",
+        "invocations": previous.get("invocations", [previous["command"]] if previous else []) + [invocation],
         "config": args.config, "epoch_budget": args.epochs, "max_epochs": args.max_epochs,
-        "seeds": args.seeds, "runs": runs, "notebook_grid_space": NOTEBOOK_GRID,
+        "seeds": seeds, "runs": runs, "notebook_grid_space": NOTEBOOK_GRID,
     }
-    if set(args.arms) == set(ARMS):
-        result["summary"] = summarize(runs, args.seeds)
+    if {(r["arm"], r["seed"]) for r in runs} == {(arm, seed) for arm in ARMS for seed in seeds}:
+        result["summary"] = summarize(runs, seeds)
         (RESULTS / "efficiency.md").write_text(markdown(result))
     figure(runs, RESULTS / "efficiency.html")
     path = write_result("efficiency", result, merge=False)
