@@ -222,7 +222,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", f"epochs_ratio_vs_random (TPE+pruning): **{s['epochs_ratio_vs_random']}** "
               f"(goal <= {s['goal_epochs_ratio']}: {verdict})", ""]
     for row in s["per_seed"]:
-        lines.append(f"- seed {row['seed']}: random best {row['random_best']} in {row['random_epochs']} epochs; "
+        lines.append(f"- seed {row['seed']} (ratio {row['tpe_pruning_epochs_ratio_vs_random']}): random best "
+                     f"{row['random_best']} in {row['random_epochs']} epochs; "
                      f"TPE+pruning reached it after {row['tpe_pruning_epochs_to_random_best']} epochs, "
                      f"the grid after {row['notebook_grid_epochs_to_random_best']}; the first "
                      f"{row['shared_startup_trials']} trials of TPE and random were the same configurations"
@@ -233,7 +234,7 @@ def markdown(result: dict[str, Any]) -> str:
     if "mean_best_val_accuracy" in s:
         lines += ["", "Mean best validation accuracy over seeds: " + ", ".join(
             f"{arm} {value}" for arm, value in s["mean_best_val_accuracy"].items())]
-    if s["goal_met_only_through_shared_trials"]:
+    if s["goal_met"] and s["goal_met_only_through_shared_trials"]:
         lines += ["", "Caveat: the ratio meets the goal only because random's best came from a configuration "
                   "both arms drew in their shared startup trials; this run does not show TPE+pruning "
                   "finding better models faster than random search."]
