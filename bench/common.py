@@ -63,6 +63,11 @@ def write_result(name: str, body: dict[str, Any], merge: bool = True) -> Path:
     data["machine"] = machine()
     data["versions"] = versions()
     data["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return write_json(path, data)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Atomic write: a reader never sees half a result file."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)

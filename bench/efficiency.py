@@ -228,12 +228,11 @@ def markdown(result: dict[str, Any]) -> str:
                      f"the grid after {row['notebook_grid_epochs_to_random_best']}; the first "
                      f"{row['shared_startup_trials']} trials of TPE and random were the same configurations"
                      + (" (TPE reached random's best inside them)" if row["tpe_reached_inside_shared_trials"] else "")
-                     + f"; after them TPE+pruning gained {row.get('tpe_pruning_gain_after_shared')} in "
-                     f"{row.get('tpe_pruning_epochs_after_shared')} epochs, random "
-                     f"{row.get('random_gain_after_shared')} in {row.get('random_epochs_after_shared')}")
-    if "mean_best_val_accuracy" in s:
-        lines += ["", "Mean best validation accuracy over seeds: " + ", ".join(
-            f"{arm} {value}" for arm, value in s["mean_best_val_accuracy"].items())]
+                     + f"; after them TPE+pruning gained {row['tpe_pruning_gain_after_shared']} in "
+                     f"{row['tpe_pruning_epochs_after_shared']} epochs, random "
+                     f"{row['random_gain_after_shared']} in {row['random_epochs_after_shared']}")
+    lines += ["", "Mean best validation accuracy over seeds: " + ", ".join(
+        f"{arm} {s['mean_best_val_accuracy'][arm]}" for arm in ARMS)]  # ARMS order, also from sorted JSON
     if s["goal_met"] and s["goal_met_only_through_shared_trials"]:
         lines += ["", "Caveat: the ratio meets the goal only because random's best came from a configuration "
                   "both arms drew in their shared startup trials; this run does not show TPE+pruning "
@@ -277,20 +276,20 @@ def main() -> None:
             raise SystemExit(f"efficiency.json: seeds {sorted(set(args.add_seeds) & set(previous['seeds']))} "
                              "are already measured")
         args.config, args.epochs, args.max_epochs = previous["config"], previous["epoch_budget"], previous["max_epochs"]
-    invocation = (f"python bench/efficiency.py --add-seeds {' '.join(map(str, args.add_seeds))}" if args.add_seeds
-                  else f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
-                       f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, args.seeds))}")
+    new_seeds = args.add_seeds or args.seeds
+    seeds = previous.get("seeds", []) + new_seeds
+    command = (f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
+               f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}")
+    invocation = f"python bench/efficiency.py --add-seeds {' '.join(map(str, new_seeds))}" if previous else command
     runs = list(previous.get("runs", []))
-    for seed in args.add_seeds or args.seeds:
+    for seed in new_seeds:
         for arm in args.arms:
             run = run_arm(arm, args.config, seed, args.epochs, args.max_epochs)
             print(f"{arm} seed {seed}: best {run['best_val_accuracy']} in {run['epochs_used']} epochs, "
                   f"{run['trials']} trials, {run['wall_seconds']} s", flush=True)
             runs.append(run)
-    seeds = previous.get("seeds", []) + (args.add_seeds or args.seeds)
     result: dict[str, Any] = {
-        "command": f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
-                   f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}",
+        "command": command,
         "invocations": previous.get("invocations", [previous["command"]] if previous else []) + [invocation],
         "config": args.config, "epoch_budget": args.epochs, "max_epochs": args.max_epochs,
         "seeds": seeds, "runs": runs, "notebook_grid_space": NOTEBOOK_GRID,

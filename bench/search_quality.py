@@ -24,19 +24,25 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
-from common import RESULTS, ROOT, quiet, write_result
+from common import RESULTS, ROOT, quiet, write_json, write_result
 
 # Trial attributes the breakdown groups by: model family, then the two data-shape choices.
 BREAKDOWN = (("model", "model"), ("sequence_length", "sequence length"), ("max_features", "vocabulary"))
+
+
+def work_dir(study_name: str) -> Path:
+    """Where a run keeps its study and MLflow store (kept after the run for --resummarize)."""
+    return ROOT / ".cache" / "bench" / f"search-{study_name}"
 
 
 def trial_log(study: optuna.Study) -> list[dict]:
     """One row per trial that trained at least one epoch: what it was, what it reached, what it cost."""
     rows = []
     for t in study.trials:
-        if not t.intermediate_values or t.datetime_start is None:
+        if not t.intermediate_values:
             continue
         # A trial cut by the budget has no end time; its cost per epoch stays unknown.
         minutes = (t.datetime_complete - t.datetime_start).total_seconds() / 60 if t.datetime_complete else None
@@ -109,12 +115,9 @@ def main() -> None:
         path = RESULTS / f"{name}.json"
         result = json.loads(path.read_text())
         if args.resummarize:
-            storage = f"sqlite:///{ROOT / '.cache' / 'bench' / f'search-{config.study_name}'}/study.db"
+            storage = f"sqlite:///{work_dir(config.study_name)}/study.db"
             result["trial_log"] = trial_log(optuna.load_study(study_name=config.study_name, storage=storage))
-            # Same measurement, more detail: written in place, keeping its written_at.
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-            tmp.replace(path)
+            write_json(path, result)  # same measurement, more detail: keeps its written_at
         (RESULTS / f"{name}.md").write_text(markdown(name, result))
         return
     quiet()
@@ -123,7 +126,7 @@ def main() -> None:
     from search.config import load_config
 
     config = load_config(ROOT / args.config)
-    work = ROOT / ".cache" / "bench" / f"search-{config.study_name}"
+    work = work_dir(config.study_name)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     storage, tracking = f"sqlite:///{work}/study.db", f"sqlite:///{work}/mlflow.db"
