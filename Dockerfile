@@ -20,8 +20,11 @@ RUN pip install uv==0.13.9 \
  && uv pip install --system --no-cache -r /tmp/req.txt \
  && rm /tmp/req.txt
 
-RUN useradd --create-home --uid 10001 search && mkdir -p /app/.cache /app/studies /app/mlruns \
- && chown -R search:search /app
+# Named volumes mount on these paths: they must exist and belong to `search` in the image,
+# or Docker creates them root-owned and the non-root processes cannot write (MLflow artifacts).
+RUN useradd --create-home --uid 10001 search \
+ && mkdir -p /app/.cache /app/studies /app/mlruns /mlartifacts \
+ && chown -R search:search /app /mlartifacts
 COPY --chown=search:search data_pipeline ./data_pipeline
 COPY --chown=search:search models ./models
 COPY --chown=search:search search ./search

@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search lock clean
+	bench-efficiency bench-search compose-check lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -88,3 +88,8 @@ lock:
 
 clean:
 	rm -rf $(VENV) .cache
+
+# The real container stack on a Docker engine (started from Debian packages when none runs):
+# build, up with 3 workers, kill/stop/resume checks from the host -> bench/results/compose.json.
+compose-check: setup
+	$(PY) bench/compose_check.py

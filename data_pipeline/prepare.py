@@ -89,7 +89,7 @@ def data_fingerprint(spec: DataSpec) -> str:
     """Hash of the data content and every option that changes the split."""
     for path in (spec.train_file, spec.test_file):
         if path is not None and not Path(path).is_file():
-            raise DataError(f"{path}: file not found")
+            raise DataError(f"{path}: {'not a regular file' if Path(path).exists() else 'file not found'}")
     parts = {
         "train": file_digest(spec.train_file),
         "test": file_digest(spec.test_file) if spec.test_file else None,
@@ -107,6 +107,9 @@ def cache_key(spec: DataSpec, max_features: int, sequence_length: int) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
+MIN_VALIDATION = 20
+
+
 def split_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified, seeded train/validation split (plain shuffle if a class has one example)."""
     from sklearn.model_selection import train_test_split
@@ -120,8 +123,10 @@ def split_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     n_classes = int((counts > 0).sum())
     if stratify is not None and n_val < n_classes:
         n_val = n_classes
-    if n_val >= len(y):
-        raise DataError("training file too small for a validation split")
+    if n_val < MIN_VALIDATION or len(y) - n_val < MIN_VALIDATION:
+        # A handful of validation examples makes any trial look perfect (1 of 1 = 1.0).
+        raise DataError(f"training data too small: {len(y)} examples give {n_val} for validation and "
+                        f"{len(y) - n_val} for training (need at least {MIN_VALIDATION} of each)")
     train_idx, val_idx = train_test_split(
         indices, test_size=n_val, random_state=seed, shuffle=True, stratify=stratify
     )
@@ -140,7 +145,10 @@ def _load_corpus(spec: DataSpec, fingerprint: str) -> _Corpus:
         raise DataError(f"{spec.train_file}: needs at least 2 classes, found {len(labels)}")
     index = {name: i for i, name in enumerate(labels)}
     y_all = np.array([index[name] for name in train.labels], dtype=np.int32)
-    train_idx, val_idx = split_indices(y_all, spec.validation_fraction, spec.split_seed)
+    try:
+        train_idx, val_idx = split_indices(y_all, spec.validation_fraction, spec.split_seed)
+    except DataError as exc:
+        raise DataError(f"{spec.train_file}: {exc}") from None
     tokens = [tokenize(text) for text in train.texts]
     test_tokens = y_test = None
     if spec.test_file:

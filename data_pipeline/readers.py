@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,14 +43,15 @@ def read_bytes(path: str | Path) -> bytes:
     if p.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{p}: not a valid gzip file ({exc})") from None
     return raw
 
 
 def decode_utf8(path: str | Path, raw: bytes) -> str:
     try:
-        return raw.decode("utf-8")
+        # utf-8-sig: a leading byte-order mark (editors on Windows write one) is not text.
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise DataError(
@@ -63,7 +65,10 @@ def read_fasttext(path: str | Path) -> LabelledTexts:
     texts: list[str] = []
     labels: list[str] = []
     numbers: list[int] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only \n (or \r\n) ends a record: str.splitlines() would also split inside a text at
+    # U+2028, U+0085, form feeds and other characters that are valid in UTF-8 text.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         head, _, rest = line.partition(" ")
@@ -117,7 +122,8 @@ def read_csv(
             labels.append(label)
             numbers.append(number)
     except csv.Error as exc:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+        # line_num counts the lines fully read: the bad record starts on the next one.
+        raise DataError(f"{path}:{reader.line_num + 1}: malformed CSV ({exc})") from None
     if not texts:
         raise DataError(f"{path}: file has a header but no rows")
     return LabelledTexts(str(path), texts, labels, numbers)

@@ -54,7 +54,9 @@ def build_model(
         raise ValueError("n_classes must be >= 2")
     rnn_class = _RNN_LAYERS[params.cell]
     layers: list[Any] = [
-        keras.Input(shape=(params.sequence_length,), dtype="int32", name="tokens"),
+        # Variable length: batches are cut to their longest sequence (models/training.py);
+        # sequence_length caps what the vectorizer emits.
+        keras.Input(shape=(None,), dtype="int32", name="tokens"),
         keras.layers.Embedding(params.max_features, params.embedding_dim, mask_zero=mask_zero),
     ]
     for i in range(params.depth):

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 
 from data_pipeline import Vectorizer
+from models.errors import BundleError
+from models.training import can_bucket, predict
 
 MODEL_FILE = "best.h5"
 SIDECAR_FILE = "sidecar.json"
@@ -65,19 +67,52 @@ class TextClassifier:
         directory = Path(directory)
         for name in (MODEL_FILE, SIDECAR_FILE):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory / name}: not found (expected a model bundle)")
-        sidecar = json.loads((directory / SIDECAR_FILE).read_text())
+                raise BundleError(f"{directory / name}: not found (expected a model bundle)")
+        sidecar_path = directory / SIDECAR_FILE
+        try:
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            if not isinstance(sidecar, dict):
+                raise ValueError("top level is not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{sidecar_path}: not a valid sidecar ({' '.join(str(exc).split())[:160]})") from None
         if sidecar.get("format") != SIDECAR_FORMAT:
-            raise ValueError(f"{directory / SIDECAR_FILE}: unsupported sidecar format {sidecar.get('format')!r}")
-        model = keras.models.load_model(directory / MODEL_FILE, compile=False)
-        return cls(model, Vectorizer.from_dict(sidecar["vectorizer"]), list(sidecar["labels"]), sidecar)
+            raise BundleError(f"{sidecar_path}: unsupported sidecar format {sidecar.get('format')!r}")
+        try:
+            vectorizer = Vectorizer.from_dict(sidecar["vectorizer"])
+            labels = [str(label) for label in sidecar["labels"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{sidecar_path}: missing or bad field ({type(exc).__name__}: {exc})") from None
+        try:
+            model = keras.models.load_model(directory / MODEL_FILE, compile=False)
+        except Exception as exc:  # h5py/Keras raise many types for a damaged or foreign file
+            detail = " ".join(str(exc).split())[:160]
+            raise BundleError(f"{directory / MODEL_FILE}: Keras cannot load it ({type(exc).__name__}: {detail})") \
+                from None
+        n_out = int(model.output_shape[-1])
+        if n_out != (1 if len(labels) == 2 else len(labels)):
+            raise BundleError(f"{sidecar_path}: {len(labels)} labels do not match the model's {n_out} output(s)")
+        embedding = next((layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)), None)
+        if embedding is not None and len(vectorizer.vocabulary) > embedding.input_dim:
+            raise BundleError(f"{sidecar_path}: vocabulary of {len(vectorizer.vocabulary)} tokens does not fit "
+                              f"the model's embedding of {embedding.input_dim} rows")
+        return cls(model, vectorizer, labels, sidecar)
+
+    @property
+    def accepts_any_length(self) -> bool:
+        """Models saved before bucketing declared a fixed input length."""
+        return self.model.input_shape[-1] is None
 
     def probabilities(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """(n, n_classes) class probabilities for raw texts."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        out = self.model.predict(self.vectorizer.encode(texts), batch_size=batch_size, verbose=0)
-        out = np.asarray(out, dtype=np.float32)
+        return self.probabilities_of_ids(self.vectorizer.encode(texts), batch_size)
+
+    def probabilities_of_ids(self, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(n, n_classes) class probabilities for already vectorized texts."""
+        bucketing = can_bucket(self.vectorizer.padding, bool(self.sidecar.get("mask_zero", False))) \
+            and self.accepts_any_length
+        out = np.asarray(predict(self.model, ids, bucketing=bucketing, batch_size=batch_size), dtype=np.float32)
         if out.shape[-1] == 1:  # sigmoid head: P(class 1)
             out = np.concatenate([1.0 - out, out], axis=-1)
         return out

@@ -20,6 +20,32 @@ INITIALIZERS = (
 )
 OPTIMIZERS = ("adam", "rmsprop")
 
+# Numeric limits (inclusive unless noted): what the model accepts and what a 2-core to
+# 1-GPU worker can train. The config checks every fixed value, choice and range end
+# against them before anything is written.
+LIMITS: dict[str, tuple[float, float]] = {
+    "depth": (1, 8),
+    "embedding_dim": (1, 4096),
+    "units": (1, 4096),
+    "max_features": (3, 2_000_000),
+    "sequence_length": (1, 20_000),
+    "dropout": (0.0, 0.95),
+    "regularizer_strength": (0.0, 1.0),
+    "learning_rate": (1e-7, 1.0),
+    "batch_size": (1, 65_536),
+}
+FLOATS = ("dropout", "regularizer_strength", "learning_rate")
+
+
+def limit_problem(name: str, value: float) -> str | None:
+    """Why ``value`` is out of range for ``name`` (None when it is fine or unlimited)."""
+    if name not in LIMITS:
+        return None
+    low, high = LIMITS[name]
+    if not low <= value <= high:
+        return f"{name} must be in [{low:g}, {high:g}], got {value:g}"
+    return None
+
 
 @dataclass(frozen=True)
 class ModelParams:
@@ -41,6 +67,10 @@ class ModelParams:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        for name in FLOATS:  # a YAML integer (learning_rate: 1) must reach Keras as a float
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         problems = []
         if self.cell not in CELLS:
             problems.append(f"cell={self.cell!r} (choose from {', '.join(CELLS)})")
@@ -48,17 +78,10 @@ class ModelParams:
             problems.append(f"regularizer={self.regularizer!r} (choose from {', '.join(REGULARIZERS)})")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer={self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-        for name in ("depth", "embedding_dim", "units", "sequence_length", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.max_features < 3:
-            problems.append("max_features must be >= 3")
-        if not 0.0 <= self.dropout < 1.0:
-            problems.append("dropout must be in [0, 1)")
-        if self.learning_rate <= 0:
-            problems.append("learning_rate must be > 0")
-        if self.regularizer_strength < 0:
-            problems.append("regularizer_strength must be >= 0")
+        for name in LIMITS:
+            problem = limit_problem(name, getattr(self, name))
+            if problem:
+                problems.append(problem)
         if problems:
             raise ValueError("invalid model parameters: " + "; ".join(problems))
 

@@ -7,7 +7,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from search.errors import UsageError
 
 EXIT_USAGE = 2
 
@@ -25,10 +27,6 @@ OVERRIDES = {
 }
 
 
-class UsageError(Exception):
-    pass
-
-
 def _study_options(p: argparse.ArgumentParser, *, budget: bool) -> None:
     env = os.environ.get
     p.add_argument("--config", default=env("SEARCH_CONFIG"), help="study YAML file (env SEARCH_CONFIG)")
@@ -43,15 +41,24 @@ def _study_options(p: argparse.ArgumentParser, *, budget: bool) -> None:
     p.add_argument("--max-epochs", type=int, default=None, help="override training.max_epochs")
     p.add_argument("--heartbeat-interval", type=int, default=None, help="seconds between trial heartbeats")
     p.add_argument("--grace-period", type=int, default=None, help="seconds without heartbeat before a trial is stale")
+    p.add_argument("--wait", type=float, default=_env_float("SEARCH_WAIT") or 0.0,
+                   help="retry an unreachable storage/tracking server for this many seconds (env SEARCH_WAIT)")
     if budget:
-        p.add_argument("--n-trials", type=int, default=None, help="run this many more trials")
-        p.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+        p.add_argument("--n-trials", type=_positive(int), default=None, help="run this many more trials")
+        p.add_argument("--timeout", type=_positive(float), default=None, help="stop starting trials after S seconds")
         p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (no registry)")
         p.add_argument("--verbose", "-v", action="count", default=0, help="show Keras progress")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (``error: argument --n-trials: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m search",
         description="Hyperparameter search for recurrent text classifiers (Optuna + Keras + MLflow).",
     )
@@ -65,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run trials against an existing study until it holds --target-trials")
     _study_options(p, budget=True)
-    p.add_argument("--target-trials", type=int, default=_env_int("SEARCH_TARGET_TRIALS"),
+    p.add_argument("--target-trials", type=_positive(int), default=_env_int("SEARCH_TARGET_TRIALS"),
                    help="stop once the study holds N COMPLETE+PRUNED trials (env SEARCH_TARGET_TRIALS)")
 
     p = sub.add_parser("register", help="register the best COMPLETE trial as alias 'champion'")
@@ -95,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=os.environ.get("SEARCH_STORAGE"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--allowed-hosts", default=os.environ.get("DASHBOARD_ALLOWED_HOSTS"),
+                   help="extra Host names to accept, e.g. myhost:8080 (env DASHBOARD_ALLOWED_HOSTS)")
 
     p = sub.add_parser("ui", help="start the MLflow UI for the project's tracking store")
     p.add_argument("--tracking-uri", default=None)
@@ -104,15 +113,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _env_int(name: str) -> int | None:
     value = os.environ.get(name)
     return int(value) if value else None
+
+
+def _env_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
 
 
 def load_study_config(args: argparse.Namespace) -> Any:
     from search.config import ConfigError, load_config, parse_config
 
     overrides = {dotted: getattr(args, attr, None) for attr, dotted in OVERRIDES.items()}
+    if args.study_name:
+        # The study name names the experiment and the registered model: a renamed study must
+        # not log into, or move the champion alias of, the study it was copied from.
+        overrides["tracking.experiment"] = overrides["tracking.model_name"] = args.study_name
     if args.config:
         return load_config(args.config, overrides)
     if not (args.study_name and args.storage and getattr(args, "train_file", None)):
@@ -121,11 +153,11 @@ def load_study_config(args: argparse.Namespace) -> Any:
     return parse_config({"study_name": args.study_name, "data": {}}, "<command line>", overrides)
 
 
-def _tracker(config: Any) -> Any:
+def _tracker(config: Any, wait: float = 0.0) -> Any:
     from search.tracking import MlflowTracker
 
     tracker = MlflowTracker(config.tracking.uri, config.experiment_name)
-    tracker.check_reachable()
+    tracker.check_reachable(wait=wait)
     return tracker
 
 
@@ -169,19 +201,21 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     # Keras/TensorFlow are imported only after config, data, tracking and storage checks
     # passed: a bad input fails in about a second.
     from search.objective import Objective
-    from search.progress import ProgressPrinter
+    from search.progress import ProgressPrinter, quiet_failed_trial_logs
     from search.signals import GracefulStop
     from search.storage import check_reachable as check_storage
-    from search.storage import count_states, is_sqlite
+    from search.storage import count_states, is_sqlite, stale_trial_hooks
     from search.study import create_study, load_study
     from search.tracking import NullTracker
     from search.worker import run_worker
 
     config = load_study_config(args)
+    if not args.verbose:
+        quiet_failed_trial_logs()
     stop = GracefulStop().install()
     _validate_data(config)
-    check_storage(config.storage_url)
-    tracker = NullTracker() if args.no_tracking else _tracker(config)
+    check_storage(config.storage_url, wait=args.wait)
+    tracker = NullTracker() if args.no_tracking else _tracker(config, args.wait)
     if worker_mode:
         study = load_study(config)
         if is_sqlite(config.storage_url) and count_states(study)["RUNNING"]:
@@ -191,6 +225,9 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
         study = create_study(config)
     if tracker.enabled:
         tracker.ensure_experiment()
+        hooks = stale_trial_hooks(study)
+        if hooks is not None:
+            hooks.append(tracker.close_stale_run)
     from models.runtime import configure_accelerator
 
     device = configure_accelerator(config.training.mixed_precision)
@@ -212,8 +249,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     config = load_study_config(args)
     _validate_data(config)
-    check_storage(config.storage_url)
-    tracker = _tracker(config)
+    check_storage(config.storage_url, wait=args.wait)
+    tracker = _tracker(config, args.wait)
     study = create_study(config, heartbeat=False)
     experiment_id = tracker.ensure_experiment()
     tracker.refresh_study_summary(study, {"storage": mask_url(config.storage_url)})
@@ -224,9 +261,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from search.storage import check_reachable as check_storage
     from search.study import load_study
 
     config = load_study_config(args)
+    check_storage(config.storage_url, must_exist=True)
     tracker = _tracker(config)
     study = load_study(config, heartbeat=False)
     _finish(config, tracker, study)
@@ -237,7 +276,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from search.registry import pull
     from search.tracking import MlflowTracker
 
-    tracker = MlflowTracker(args.tracking_uri, experiment_name="")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: exists and is not a directory")
+    tracker = MlflowTracker(args.tracking_uri, experiment_name="", read_only=True)
     tracker.check_reachable()
     out = pull(tracker, args.model, args.alias, Path(args.out))
     print(f"pulled models:/{args.model}@{args.alias} into {out}", flush=True)
@@ -245,22 +287,28 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from models.bundle import TextClassifier
-    from search.registry import parse_model_uri, pull
-    from search.tracking import MlflowTracker
-
+    # Arguments are checked before Keras (seconds to import) or MLflow is touched, and a local
+    # bundle never imports MLflow, Optuna or the search config at all.
+    remote = args.model.startswith("models:/")
+    if not remote and not Path(args.model).is_dir():
+        raise UsageError(f"--model {args.model}: no such bundle directory (or give models:/NAME@ALIAS)")
     if args.texts:
         texts = list(args.texts)
     elif args.file:
-        texts = [line.rstrip("\n") for line in Path(args.file).read_text(encoding="utf-8").splitlines()]
+        texts = read_text_lines(args.file)
     else:
         texts = [line.rstrip("\n") for line in sys.stdin]
+    import tempfile
+
+    from models.bundle import TextClassifier
+
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model.startswith("models:/"):
+        if remote:
+            from search.registry import parse_model_uri, pull
+            from search.tracking import MlflowTracker
+
             name, alias = parse_model_uri(args.model)
-            tracker = MlflowTracker(args.tracking_uri, experiment_name="")
+            tracker = MlflowTracker(args.tracking_uri, experiment_name="", read_only=True)
             tracker.check_reachable()
             directory = pull(tracker, name, alias, Path(tmp))
         else:
@@ -269,6 +317,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for prediction in classifier.predict(texts):
             print(f"{prediction.label}\t{prediction.probability:.4f}")
     return 0
+
+
+def read_text_lines(path: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--file {path}: file not found")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--file {path}: undecodable bytes (not UTF-8) at byte {exc.start}") from None
+    # Only \n (or \r\n) ends a text: str.splitlines would also split on U+2028 and friends.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -309,6 +370,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints "View run ... at: URL" lines for remote servers: one line per trial is ours.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("absl", "tensorflow", "mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -326,18 +389,15 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from data_pipeline import DataError
-    from search.config import ConfigError
-    from search.registry import RegistryError
-    from search.storage import StorageError
-    from search.tracking import TrackingError
+    from data_pipeline.errors import DataError
+    from search.errors import BundleError, ConfigError, RegistryError, StorageError, TrackingError
     from search.urls import mask_text
 
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, DataError, StorageError, TrackingError, RegistryError, UsageError,
+    except (ConfigError, DataError, StorageError, TrackingError, RegistryError, UsageError, BundleError,
             FileNotFoundError) as exc:
         message = mask_text(str(exc), getattr(args, "storage", None), getattr(args, "tracking_uri", None),
                             os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("SEARCH_STORAGE"))

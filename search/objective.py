@@ -16,9 +16,10 @@ import optuna
 
 from data_pipeline import PreparedData, prepare
 from search.config import StudyConfig
+from search.identity import worker_id
 from search.signals import GracefulStop, Interrupted
 from search.space import sample_params
-from search.tracking import NullTracker, NullTrialRun, worker_id
+from search.tracking import NullTracker, NullTrialRun
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Objective:
         import keras
         from optuna_integration import KerasPruningCallback
 
+        from models import training
         from models.builder import build_model
         from models.bundle import MODEL_FILE, write_sidecar
 
@@ -95,14 +97,19 @@ class Objective:
                           extra={"study_name": self.config.study_name, "trial_number": trial.number,
                                  "mask_zero": self.config.training.mask_zero})
             callbacks = self._callbacks(trial, run, workdir / MODEL_FILE, history, KerasPruningCallback)
-            model.fit(
-                x_train, y_train,
-                validation_data=(data.x_val, data.y_val),
-                epochs=self.config.training.max_epochs,
-                batch_size=params.batch_size,
-                callbacks=callbacks,
-                verbose=self.verbose,
-            )
+            with self.stop.on_request(lambda: setattr(model, "stop_training", True)):
+                training.fit(
+                    model, x_train, y_train,
+                    validation=(data.x_val, data.y_val),
+                    epochs=self.config.training.max_epochs,
+                    batch_size=params.batch_size,
+                    callbacks=callbacks,
+                    bucketing=training.can_bucket(self.config.data.padding, self.config.training.mask_zero)
+                    and self.config.training.bucketing,
+                    seed=(self.config.seed or 0) + trial.number,
+                    verbose=self.verbose,
+                )
+            self.stop.check()  # a signal during fit ended it early: the trial is interrupted
             losses = history.get("loss", [])
             if not losses or not all(math.isfinite(x) for x in losses):
                 raise NonFiniteLoss(f"training loss became {losses[-1] if losses else 'undefined'} "
@@ -133,7 +140,6 @@ class Objective:
                    pruning_callback: Any) -> list[Any]:
         import keras
 
-        stop = self.stop
         epoch_started = [0.0]
 
         def on_epoch_begin(epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -146,12 +152,10 @@ class Objective:
                 history.setdefault(key, []).append(float(value))
             run.on_epoch_end(epoch, logs)
 
-        def on_batch_end(batch: int, logs: dict[str, float] | None = None) -> None:
-            stop.check()
-
+        # No per-batch hook (it would force a host sync every batch): a stop request sets
+        # model.stop_training, which Keras checks after each batch anyway.
         callbacks = [
-            keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
-                                           on_train_batch_end=on_batch_end),
+            keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end),
             keras.callbacks.TerminateOnNaN(),
             # Before the pruner, so the best epoch is saved even when this epoch prunes.
             keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=MONITOR, mode="max", save_best_only=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 from typing import TextIO
 
@@ -30,6 +32,21 @@ def format_trial(trial: optuna.trial.FrozenTrial) -> str:
             parts.append(shown if key in ("optimizer", "regularizer") else f"{_SHORT.get(key, key)}={shown}")
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     return f"trial {trial.number:>4} {trial.state.name:<8} {value:<22} {' '.join(parts)}  {seconds:.1f}s"
+
+
+class _DropFailedTrialLog(logging.Filter):
+    """Optuna logs every failed trial as a warning with its traceback (and a second line).
+
+    The worker already prints one line per trial with the reason (``fail_reason`` holds the
+    exception type, message and where it was raised), so these records only bury that line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not re.match(r"Trial \d+ failed with ", record.getMessage())
+
+
+def quiet_failed_trial_logs() -> None:
+    logging.getLogger("optuna.study._optimize").addFilter(_DropFailedTrialLog())
 
 
 class ProgressPrinter:

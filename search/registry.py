@@ -12,13 +12,10 @@ import optuna
 
 from data_pipeline import prepare
 from search.config import StudyConfig
+from search.errors import RegistryError
 from search.tracking import CHAMPION_ALIAS, MlflowTracker
 
 log = logging.getLogger(__name__)
-
-
-class RegistryError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -51,7 +48,9 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
     run = client.get_run(run_id)
     model_uri = run.data.tags.get("logged_model_uri")
     if not model_uri:
-        raise RegistryError(f"best trial {best.number} (run {run_id}) has no logged Keras model")
+        # tracking.log_keras_model: false skips the (slow) model logging per trial; the champion
+        # still needs one, so it is logged now from the run's best.h5.
+        model_uri = log_model_from_bundle(tracker, run_id)
     name = config.model_name
     try:
         current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
@@ -65,14 +64,39 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
         except MlflowException:
             pass  # exists already (or another worker just created it)
         model_id = model_uri.removeprefix("models:/")
-        mv = client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id,
-                                         tags={"trial_number": str(best.number), "study_name": study.study_name})
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, mv.version)
-        version, moved = mv.version, True
+        mv = versions_of_run(client, name, run_id)[:1] or [
+            client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id,
+                                        tags={"trial_number": str(best.number), "study_name": study.study_name})]
+        # Workers that finish together may each have created a version of the same run: all of
+        # them converge on the oldest one and delete the rest.
+        kept, *extra = versions_of_run(client, name, run_id) or mv
+        for duplicate in extra:
+            try:
+                client.delete_model_version(name, duplicate.version)
+            except MlflowException:
+                pass  # the other worker deleted it
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, kept.version)
+        version, moved = kept.version, True
     champion = Champion(name, str(version), run_id, best.number, float(best.value or 0.0), moved)
     if config.data.test_file:
         champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
     return champion
+
+
+def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
+    """The registered versions of ``name`` made from ``run_id``, oldest first."""
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def log_model_from_bundle(tracker: MlflowTracker, run_id: str) -> str:
+    import keras
+
+    from models.bundle import MODEL_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = download_bundle(tracker, run_id, Path(tmp))
+        return tracker.log_keras_model(run_id, keras.models.load_model(bundle / MODEL_FILE, compile=False))
 
 
 def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: Any) -> float:
@@ -88,8 +112,8 @@ def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyC
         params = classifier.sidecar["params"]
         data = prepare(config.data, int(params["max_features"]), int(params["sequence_length"]))
         assert data.x_test is not None and data.y_test is not None
-        probs = classifier.model.predict(data.x_test, batch_size=512, verbose=0)
-        pred = (probs[:, 0] >= 0.5).astype(int) if probs.shape[-1] == 1 else probs.argmax(-1)
+        probs = classifier.probabilities_of_ids(data.x_test)
+        pred = probs.argmax(-1)
         accuracy = float((pred == data.y_test).mean())
     tracker.client.log_metric(champion.run_id, "test_accuracy", accuracy)
     return accuracy

@@ -114,21 +114,26 @@ def write_report(study: optuna.Study, out: Path, max_epochs: int | None = None) 
 
 
 def main(args: argparse.Namespace) -> int:
-    from search.cli import UsageError
     from search.config import load_config
-    from search.storage import StorageError, make_storage, study_exists
+    from search.errors import UsageError
+    from search.storage import StorageError, check_sqlite_path, is_sqlite, make_storage, study_exists
 
     config = load_config(args.config) if args.config else None
     storage_url = args.storage or (config.storage_url if config else None)
     study_name = args.study_name or (config.study_name if config else None)
     if not storage_url or not study_name:
         raise UsageError("report needs --storage and --study-name (or --config)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    if is_sqlite(storage_url):
+        check_sqlite_path(storage_url, must_exist=True)  # a typo must not create an empty database
     storage = make_storage(storage_url)
     if not study_exists(storage, study_name):
         raise StorageError(f"study '{study_name}' not found in {mask_url(storage_url)}")
     study = optuna.load_study(study_name=study_name, storage=storage)
     max_epochs = config.training.max_epochs if config else None
-    report, files = write_report(study, Path(args.out), max_epochs)
+    report, files = write_report(study, out, max_epochs)
     print(f"report: {files[0]} ({len(report.figures)} figures), {files[1]} ({len(study.trials)} trials)")
     tracking_uri = args.tracking_uri or (config.tracking.uri if config else None)
     if tracking_uri:

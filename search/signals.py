@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 
@@ -16,6 +18,7 @@ class GracefulStop:
     def __init__(self) -> None:
         self.requested = False
         self.signal_name: str | None = None
+        self._on_request: list[Callable[[], None]] = []
 
     def install(self) -> GracefulStop:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -32,6 +35,23 @@ class GracefulStop:
         """Ask for a graceful stop without a signal (e.g. a budget spent); ``reason`` names it."""
         self.requested = True
         self.signal_name = reason
+        for hook in list(self._on_request):
+            hook()
+
+    @contextmanager
+    def on_request(self, hook: Callable[[], None]) -> Iterator[None]:
+        """Call ``hook`` if a stop is requested inside the block (e.g. set ``model.stop_training``).
+
+        Keras checks ``stop_training`` after every batch at no cost, where a per-batch callback
+        would force a host sync each batch.
+        """
+        self._on_request.append(hook)
+        try:
+            if self.requested:
+                hook()
+            yield
+        finally:
+            self._on_request.remove(hook)
 
     def check(self) -> None:
         if self.requested:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +18,10 @@ import sqlalchemy.pool
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from search.config import WorkerConfig
+from search.errors import StorageError
 from search.urls import describe, mask_url
 
 log = logging.getLogger(__name__)
-
-
-class StorageError(RuntimeError):
-    """Storage unreachable or unusable; the message is one line with the URL masked."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -79,48 +80,145 @@ class ResilientRDBStorage(RDBStorage):
 
     RETRY_SECONDS = 90.0
 
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        # Optuna fails stale trials without a word of why, and a FAIL trial can no longer take
+        # user attrs. Every path that fails stale trials (our worker loop, Optuna's optimize)
+        # asks this method first, while the trials are still RUNNING: record the reason here.
+        stale = _retrying(RDBStorage._get_stale_trial_ids, self.RETRY_SECONDS)(self, study_id)
+        grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
+        for trial_id in stale:
+            try:
+                worker = self.get_trial(trial_id).user_attrs.get("worker", "unknown worker")
+                self.set_trial_user_attr(trial_id, "fail_reason",
+                                         f"worker lost: {worker} sent no heartbeat for over {grace} s")
+            except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+                pass  # another process got there first
+        return stale
+
 
 for _name in (
     "create_new_trial", "set_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
     "get_study_id_from_name", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
     "get_trial_id_from_study_id_trial_number", "get_best_trial", "record_heartbeat",
-    "_get_stale_trial_ids", "check_trial_is_updatable", "get_trial_params",
+    "check_trial_is_updatable", "get_trial_params",
 ):
     setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name), ResilientRDBStorage.RETRY_SECONDS))
+
+
+class StaleTrialCallback(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a stale trial, plus hooks (the MLflow adapter closes the trial's run)."""
+
+    def __init__(self, max_retry: int | None) -> None:
+        super().__init__(max_retry=max_retry)
+        self.hooks: list[Callable[[optuna.trial.FrozenTrial], None]] = []
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        for hook in self.hooks:
+            try:
+                hook(trial)
+            except Exception as exc:  # a tracking hiccup must not stop the retry
+                log.warning("stale-trial hook failed for trial %d: %s", trial.number, describe(exc))
+        # The retry starts clean: no reason, run or worker of the trial it replaces.
+        retry = copy.deepcopy(trial)
+        retry.user_attrs = {k: v for k, v in trial.user_attrs.items()
+                            if k not in ("fail_reason", "mlflow_run_id", "worker", "tracking_error")}
+        super().__call__(study, retry)
+
+
+def stale_trial_hooks(study: optuna.Study) -> list[Callable[[optuna.trial.FrozenTrial], None]] | None:
+    """The hook list of the study's stale-trial callback (None without heartbeats)."""
+    # Optuna wraps an RDB storage in a cache: ask through the heartbeat interface it forwards.
+    get = getattr(study._storage, "get_heartbeat_stale_trial_callback", None)
+    callback = get() if get is not None else None
+    return callback.hooks if isinstance(callback, StaleTrialCallback) else None
 
 
 def make_storage(url: str, worker: WorkerConfig | None = None) -> ResilientRDBStorage:
     """Open (and migrate) the storage; fail fast with a one-line error if unreachable."""
     if is_sqlite(url):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"storage {url}: cannot create {path.parent} ({exc.strerror})") from None
     heartbeat: dict[str, Any] = {}
     if worker is not None and worker.heartbeat_interval:
         heartbeat = {
             "heartbeat_interval": worker.heartbeat_interval,
             "grace_period": worker.grace_period or 2 * worker.heartbeat_interval,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=worker.max_retry),
+            "heartbeat_stale_trial_callback": StaleTrialCallback(max_retry=worker.max_retry),
         }
-    try:
-        return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StorageError(f"storage {mask_url(url)} unreachable: {describe(exc, url)}") from None
+    for attempt in range(6):
+        try:
+            return ResilientRDBStorage(url, engine_kwargs=engine_kwargs(url), **heartbeat)
+        except sqlalchemy.exc.IntegrityError:
+            # Another process is creating the same schema right now (two `run`s on a new
+            # SQLite file): once it is done, opening succeeds.
+            if attempt == 5:
+                raise StorageError(f"storage {mask_url(url)}: its schema is being created by another process; "
+                                   "retry in a moment") from None
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            state = "unreachable" if is_transient(exc) or isinstance(exc, ImportError) else "unusable"
+            raise StorageError(f"storage {mask_url(url)} {state}: {describe(exc, url)}") from None
+    raise AssertionError("not reached")
 
 
-def check_reachable(url: str, timeout: int = 5) -> None:
-    """Connect once without creating anything (SQLite: the directory must be creatable)."""
+def check_reachable(url: str, timeout: int = 5, wait: float = 0.0, must_exist: bool = False) -> None:
+    """Connect once without creating anything (SQLite: the directory must be creatable).
+
+    ``wait`` > 0 retries refused/lost connections for that many seconds (a database that is
+    still starting, as in a freshly started container stack); other errors fail at once.
+    """
     if is_sqlite(url):
+        check_sqlite_path(url, must_exist=must_exist)
         return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout},
+                                              poolclass=sqlalchemy.pool.NullPool)
+            with engine.connect():
+                pass
+            engine.dispose()
+            return
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+            if is_transient(exc) and time.monotonic() + 2 < deadline:
+                log.warning("storage %s not reachable yet; retrying", mask_url(url))
+                time.sleep(2)
+                continue
+            raise StorageError(f"storage {mask_url(url)} unreachable: {describe(exc, url)}") from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for in-memory)."""
+    path = url.split(":///", 1)[-1] if ":///" in url else ""
+    return None if not path or path == ":memory:" else Path(path)
+
+
+def check_sqlite_path(url: str, must_exist: bool = False) -> None:
+    """Fail before anything is written: the file must be writable or creatable (or exist, for readers)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.exists():
+        if path.is_dir() or not os.access(path, os.R_OK | os.W_OK):
+            raise StorageError(f"storage {url}: {path} is not a writable file")
+        return
+    if must_exist:
+        raise StorageError(f"storage {url}: no such database file {path}")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
     try:
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": timeout},
-                                          poolclass=sqlalchemy.pool.NullPool)
-        with engine.connect():
+        # A probe file that deletes itself: permission bits say nothing for root or read-only mounts.
+        with tempfile.TemporaryFile(dir=ancestor):
             pass
-        engine.dispose()
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        raise StorageError(f"storage {mask_url(url)} unreachable: {describe(exc, url)}") from None
+    except OSError:
+        raise StorageError(f"storage {url}: cannot create {path} ({ancestor} is not a writable directory)") \
+            from None
 
 
 def study_exists(storage: RDBStorage, study_name: str) -> bool:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import optuna
 
 from search.config import StudyConfig
+from search.identity import worker_id
 from search.space import grid_space
 from search.storage import StorageError, make_storage, study_exists
 
 log = logging.getLogger(__name__)
 
 
-def build_sampler(config: StudyConfig, n_existing: int = 0) -> optuna.samplers.BaseSampler:
-    # Offset the seed by the trials already in the study: a resumed study must not replay
-    # the same random start-up points, and a fresh study with the same seed repeats exactly.
-    seed = None if config.seed is None else config.seed + n_existing
+def sampler_seed(seed: int | None, n_existing: int, stream: str | None = None) -> int | None:
+    """The sampler's seed: offset by the trials already in the study, and per worker stream.
+
+    A resumed study must not replay the same random start-up points (offset), a fresh
+    single-process study with the same seed repeats exactly (no stream), and N workers that
+    start at the same instant with the same config must not propose the same points: each
+    worker mixes its own name (host:pid) into the seed.
+    """
+    if seed is None:
+        return None
+    if stream is None:
+        return seed + n_existing
+    digest = hashlib.sha256(f"{seed}:{n_existing}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def build_sampler(config: StudyConfig, n_existing: int = 0, stream: str | None = None) -> optuna.samplers.BaseSampler:
+    seed = sampler_seed(config.seed, n_existing, stream)
     sampler = config.sampler
     if sampler.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -27,6 +43,9 @@ def build_sampler(config: StudyConfig, n_existing: int = 0) -> optuna.samplers.B
         n_startup_trials=sampler.n_startup_trials,
         multivariate=sampler.multivariate,
         group=sampler.multivariate,
+        # Parallel workers: running trials count as if they scored badly, so TPE does not
+        # propose the point another worker is already training (Optuna's documented remedy).
+        constant_liar=stream is not None,
     )
 
 
@@ -73,5 +92,5 @@ def load_study(config: StudyConfig, *, heartbeat: bool = True) -> optuna.Study:
         raise StorageError(f"study '{config.study_name}' does not exist in the storage; "
                            "run `python -m search init` first")
     study = optuna.load_study(study_name=config.study_name, storage=storage, pruner=build_pruner(config))
-    study.sampler = build_sampler(config, len(study.get_trials(deepcopy=False)))
+    study.sampler = build_sampler(config, len(study.get_trials(deepcopy=False)), stream=worker_id())
     return study

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import optuna
 
 from models.params import ModelParams
+from search.errors import TrackingError
+from search.identity import worker_id
 from search.urls import describe, mask_text, mask_url
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ CHAMPION_ALIAS = "champion"
 # Keep a dead server from stalling a trial for minutes (MLflow retries with backoff).
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-
-class TrackingError(RuntimeError):
-    """Tracking server unreachable or unusable at start-up (one line, URL masked)."""
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -130,20 +123,7 @@ class TrialRun:
         self._safe("log artifacts", lambda: self._client.log_artifacts(self.run_id, str(directory)))
 
     def log_keras_model(self, model: Any) -> None:
-        def log_model() -> None:
-            import mlflow
-            import mlflow.keras
-
-            with mlflow.start_run(run_id=self.run_id):
-                info = mlflow.keras.log_model(
-                    model,
-                    name="model",
-                    # Explicit requirements skip MLflow's slow dependency inference.
-                    pip_requirements=self._tracker.pip_requirements(),
-                )
-            self._client.set_tag(self.run_id, "logged_model_uri", info.model_uri)
-
-        self._safe("log keras model", log_model)
+        self._safe("log keras model", lambda: self._tracker.log_keras_model(self.run_id, model))
 
     def finish(self, state: str, metrics: dict[str, float], fail_reason: str | None = None) -> None:
         from mlflow.entities import Metric, RunTag
@@ -164,7 +144,8 @@ class MlflowTracker:
 
     enabled = True
 
-    def __init__(self, uri: str | None, experiment_name: str, artifact_root: str = DEFAULT_ARTIFACT_ROOT):
+    def __init__(self, uri: str | None, experiment_name: str, artifact_root: str = DEFAULT_ARTIFACT_ROOT,
+                 *, read_only: bool = False):
         import mlflow
         from mlflow import MlflowClient
 
@@ -173,7 +154,14 @@ class MlflowTracker:
         self.uri = resolve_tracking_uri(uri)
         if self.uri.startswith("sqlite:///"):
             db = Path(self.uri.removeprefix("sqlite:///"))
-            db.parent.mkdir(parents=True, exist_ok=True)
+            if read_only and not db.is_file():
+                # pull/predict read a store: a mistyped path must not create an empty one.
+                raise TrackingError(f"tracking store {self.uri}: no such database file {db}")
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise TrackingError(f"tracking store {self.uri}: cannot create {db.parent} ({exc.strerror})") \
+                    from None
         self.experiment_name = experiment_name
         self.artifact_root = artifact_root
         # mlflow.keras.log_model is only offered through MLflow's fluent API, which reads
@@ -190,30 +178,45 @@ class MlflowTracker:
     def is_remote(self) -> bool:
         return self.uri.startswith(("http://", "https://"))
 
-    def check_reachable(self, timeout: float = 5.0) -> None:
+    def check_reachable(self, timeout: float = 5.0, wait: float = 0.0) -> None:
         """Fail fast (seconds, not minutes of retries) when the server is down.
 
         A local store is always reachable; it is not touched here so that nothing is written
-        before every start-up check has passed.
+        before every start-up check has passed. ``wait`` > 0 retries for that many seconds.
         """
         if not self.is_remote:
             return
-        try:
-            if self.is_remote:
-                import requests
+        import requests
 
+        deadline = time.monotonic() + wait
+        while True:
+            try:
                 response = requests.get(self.uri.rstrip("/") + "/health", timeout=timeout)
                 response.raise_for_status()
-            self.client.search_experiments(max_results=1)
-        except Exception as exc:
-            detail = describe(exc, self.uri)[:300]
-            raise TrackingError(f"tracking server {self.masked_uri} unreachable: {detail}") from None
+                self.client.search_experiments(max_results=1)
+                return
+            except Exception as exc:
+                if time.monotonic() + 2 < deadline:
+                    time.sleep(2)
+                    continue
+                detail = describe(exc, self.uri)[:300]
+                raise TrackingError(f"tracking server {self.masked_uri} unreachable: {detail}") from None
 
     def ensure_experiment(self) -> str:
         """Create the study's experiment once; safe when several processes race."""
         from mlflow.exceptions import MlflowException
 
-        existing = self.client.get_experiment_by_name(self.experiment_name)
+        for attempt in range(6):
+            try:
+                # The first call on a new local store creates its schema; a second process doing
+                # the same at that moment fails on MLflow's migration table: wait, then retry.
+                existing = self.client.get_experiment_by_name(self.experiment_name)
+                break
+            except Exception as exc:
+                if self.is_remote or attempt == 5:
+                    raise TrackingError(f"tracking store {self.masked_uri} unusable: "
+                                        f"{describe(exc, self.uri)[:300]}") from None
+                time.sleep(0.5 * (attempt + 1))
         if existing is not None:
             self._experiment_id = existing.experiment_id
             return existing.experiment_id
@@ -251,6 +254,32 @@ class MlflowTracker:
     def trial_run(self, trial: optuna.Trial, params: ModelParams, study_name: str) -> TrialRun:
         return TrialRun(self, trial, params, study_name)
 
+    def log_keras_model(self, run_id: str, model: Any) -> str:
+        """Log ``model`` as the run's MLflow model; returns its ``models:/`` URI (also a run tag)."""
+        import mlflow
+        import mlflow.keras
+
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.keras.log_model(
+                model,
+                name="model",
+                # Explicit requirements skip MLflow's slow dependency inference.
+                pip_requirements=self.pip_requirements(),
+            )
+        self.client.set_tag(run_id, "logged_model_uri", info.model_uri)
+        return str(info.model_uri)
+
+    def close_stale_run(self, trial: optuna.trial.FrozenTrial) -> None:
+        """A trial whose worker died: its run would stay RUNNING forever; close it as FAILED."""
+        from mlflow.entities import RunTag
+
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            return
+        reason = str(trial.user_attrs.get("fail_reason", "worker lost (no heartbeat)"))
+        self.client.log_batch(run_id, tags=[RunTag("trial_state", "FAIL"), RunTag("fail_reason", reason[:5000])])
+        self.client.set_terminated(run_id, "FAILED")
+
     # -- study level -------------------------------------------------------------------
 
     def study_run_id(self, study_name: str) -> str:
@@ -287,6 +316,9 @@ class MlflowTracker:
             summary.update(best_trial=best.number, best_value=best.value, best_params=best.params)
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.client.log_dict(run_id, summary, "summary.json")
+        # Closed after every refresh (later refreshes may still log to a finished run): a run
+        # left RUNNING would claim a study process is alive when none is.
+        self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
 

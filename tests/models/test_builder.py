@@ -10,6 +10,7 @@ import pytest
 from data_pipeline import Vectorizer
 from models.builder import build_model
 from models.bundle import MODEL_FILE, TextClassifier, write_sidecar
+from models.errors import BundleError
 from models.params import CELLS, OPTIMIZERS, REGULARIZERS, ModelParams
 
 INITS = ("random_normal", "glorot_uniform", "he_normal", "orthogonal")
@@ -117,7 +118,7 @@ def test_bundle_classifies_raw_text(tmp_path: Path) -> None:
         assert pred.label == ("pos" if p >= 0.5 else "neg")
         assert pred.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
     (tmp_path / "sidecar.json").unlink()
-    with pytest.raises(FileNotFoundError, match="sidecar.json: not found"):
+    with pytest.raises(BundleError, match="sidecar.json: not found"):
         TextClassifier.load(tmp_path)
 
 

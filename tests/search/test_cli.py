@@ -94,3 +94,24 @@ def test_run_resume_and_predict_from_stdin(tmp_path: Path, tiny_files: dict[str,
     for line in lines:
         label, prob = line.split("\t")
         assert label in {"1", "2"} and 0.5 <= float(prob) <= 1.0
+
+
+def test_two_runs_creating_the_same_new_study_at_once_both_succeed(tmp_path: Path,
+                                                                   tiny_files: dict[str, Path]) -> None:
+    """Concurrent creation races on Optuna's and MLflow's schema tables: neither run may fail."""
+    config = tiny_config(tmp_path, tiny_files, n_trials=1)
+    config["training"] = {"max_epochs": 1, "patience": 0}
+    path = write_config(tmp_path, config)
+    procs = [subprocess.Popen([PYTHON, "-m", "search", "run", "--config", str(path)], cwd=ROOT, env=cli_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    import optuna
+    from mlflow import MlflowClient
+
+    study = optuna.load_study(study_name="tiny", storage=config["storage"])
+    assert len(study.trials) == 2
+    experiments = MlflowClient(config["tracking"]["uri"]).search_experiments(filter_string="name = 'tiny'")
+    assert len(experiments) == 1

@@ -130,6 +130,18 @@ def test_dashboard_api_lists_study_trials_and_importances(dashboard: str, study_
     assert ranking[0]["name"] == "x"
 
 
+def test_dashboard_refuses_foreign_host_headers(dashboard: str) -> None:
+    """optuna-dashboard can delete studies: a page on another origin (DNS rebinding) gets 403."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(dashboard + "/api/studies", headers={"Host": "evil.example:80"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert get_json(dashboard + "/api/studies")["study_summaries"]  # its own address still works
+
+
 def chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:

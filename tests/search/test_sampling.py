@@ -67,3 +67,12 @@ def test_grid_sampler_walks_the_grid(tmp_path: Path, tiny_files: dict[str, Path]
     ran = run_worker(study, objective, target=None, n_trials=20, stop=stop)
     assert ran == 6 and len(set(seen)) == 6  # the loop ends when the 3 x 2 grid is exhausted
     assert isinstance(study.sampler, optuna.samplers.GridSampler)
+
+
+def test_each_worker_gets_its_own_sampler_stream() -> None:
+    from search.study import sampler_seed
+
+    assert sampler_seed(7, 3) == 10  # single process: seed offset by existing trials (reproducible)
+    assert sampler_seed(None, 3, "host:1") is None
+    streams = {sampler_seed(7, 0, f"host:{pid}") for pid in range(1, 50)}
+    assert len(streams) == 49 and sampler_seed(7, 0, "host:1") == sampler_seed(7, 0, "host:1")

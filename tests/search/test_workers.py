@@ -88,8 +88,10 @@ def test_three_workers_share_budget_survive_kill_and_db_restart(
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     killed = study.trials[victim_trial.number]
     assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"].startswith("worker lost:")  # a true record of why
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim_trial.number]
     assert retries and retries[0].params == killed.params
+    assert "fail_reason" not in retries[0].user_attrs or retries[0].state == TrialState.FAIL
     assert any(t.state in FINISHED for t in retries), logs(tmp_path)
     # One MLflow run per started trial, named and tagged after it; no trial runs twice.
     client = MlflowClient(mlflow_server.url)
@@ -101,6 +103,33 @@ def test_three_workers_share_budget_survive_kill_and_db_restart(
         assert t.number in numbers
     retry_runs = [r for r in runs if r.data.tags.get("retry_of_trial") == str(victim_trial.number)]
     assert retry_runs
+    # The killed trial's run is closed as FAILED with the reason, not left RUNNING forever.
+    killed_run = client.get_run(killed.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED"
+    assert killed_run.data.tags["trial_state"] == "FAIL"
+    assert killed_run.data.tags["fail_reason"].startswith("worker lost:")
+    assert not [r.info.run_name for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
+    # Workers that finish together register the champion's run once.
+    versions = client.search_model_versions("name = 'parallel'")
+    assert len({v.run_id for v in versions}) == len(versions)
+
+
+def test_workers_started_together_propose_different_configurations(
+    tmp_path: Path, tiny_files: dict[str, Path], postgres: Postgres, mlflow_server: MlflowServer
+) -> None:
+    config, study = setup_study(tmp_path, tiny_files, postgres, mlflow_server, "distinct",
+                                sampler={"type": "tpe", "n_startup_trials": 10})
+    workers = [start_worker(config, 3, tmp_path, f"d{i}") for i in range(3)]  # the same instant, same seed
+    try:
+        for w in workers:
+            assert w.wait(420) == 0, logs(tmp_path)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    first = [t for t in study.get_trials() if t.number < 3]
+    assert len(first) == 3 and all(t.params for t in first)
+    assert len({tuple(sorted(t.params.items())) for t in first}) == 3, [t.params for t in first]
 
 
 def test_sigterm_fails_current_trial_and_exits_zero(
