@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -46,11 +47,9 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
         raise RegistryError(f"best trial {best.number} has no MLflow run (tracking was off or failed)")
     client = tracker.client
     run = client.get_run(run_id)
-    model_uri = run.data.tags.get("logged_model_uri")
-    if not model_uri:
-        # tracking.log_keras_model: false skips the (slow) model logging per trial; the champion
-        # still needs one, so it is logged now from the run's best.h5.
-        model_uri = log_model_from_bundle(tracker, run_id)
+    # The registered model is a pyfunc on raw text (search/serving.py), logged once per run
+    # that becomes a champion; the per-trial Keras-flavour model (if any) stays on its run.
+    model_uri = run.data.tags.get(PYFUNC_TAG) or log_pyfunc_from_bundle(tracker, run_id)
     name = config.model_name
     try:
         current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
@@ -80,7 +79,43 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
     champion = Champion(name, str(version), run_id, best.number, float(best.value or 0.0), moved)
     if config.data.test_file:
         champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
+    describe_version(tracker, champion, best, config, study.study_name)
     return champion
+
+
+def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.trial.FrozenTrial,
+                     config: StudyConfig, study_name: str) -> None:
+    """Description and tags that answer "what is this and how good is it" on the model page."""
+    from data_pipeline.prepare import file_digest
+
+    test = f"{champion.test_accuracy:.4f}" if champion.test_accuracy is not None else "not scored (no test_file)"
+    p = trial.params
+    family = ("Bi" if p.get("bidirectional") else "") + str(p.get("cell", "?")) + f" x{p.get('depth', '?')}"
+    description = (
+        f"{family} text classifier from study '{study_name}', trial {trial.number} (MLflow run "
+        f"{champion.run_id}). Validation accuracy {champion.value:.4f}; test accuracy {test}. "
+        f"Chosen as the COMPLETE trial with the highest validation accuracy. Input: raw text (list of "
+        f"strings or a DataFrame column 'text'); output: label and probability."
+    )
+    tags = {
+        "study_name": study_name, "trial_number": str(trial.number), "val_accuracy": f"{champion.value:.4f}",
+        "test_accuracy": test, "selection_rule": "max val_accuracy over COMPLETE trials",
+        "params": json.dumps(p, sort_keys=True), "train_file": Path(config.data.train_file).name,
+        "train_sha256": file_digest(config.data.train_file),
+    }
+    if config.data.test_file:
+        tags |= {"test_file": Path(config.data.test_file).name, "test_sha256": file_digest(config.data.test_file)}
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client
+    client.update_model_version(champion.model_name, champion.version, description=description)
+    for key, value in tags.items():
+        try:
+            client.set_model_version_tag(champion.model_name, champion.version, key, value)
+        except MlflowException:
+            # Two workers describing the same version at once race on the tag row; the other
+            # one wrote the same value, so a second try updates instead of inserting.
+            client.set_model_version_tag(champion.model_name, champion.version, key, value)
 
 
 def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
@@ -89,14 +124,25 @@ def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
     return sorted(found, key=lambda v: int(v.version))
 
 
-def log_model_from_bundle(tracker: MlflowTracker, run_id: str) -> str:
-    import keras
+PYFUNC_TAG = "pyfunc_model_uri"
 
-    from models.bundle import MODEL_FILE
+
+def log_pyfunc_from_bundle(tracker: MlflowTracker, run_id: str) -> str:
+    """Log the run's bundle as a raw-text pyfunc model on the run; returns its ``models:/`` URI."""
+    import mlflow
+
+    from search import serving
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle = download_bundle(tracker, run_id, Path(tmp))
-        return tracker.log_keras_model(run_id, keras.models.load_model(bundle / MODEL_FILE, compile=False))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="text_model", python_model=serving.RawTextClassifier(), artifacts={"bundle": str(bundle)},
+                code_paths=serving.CODE_PATHS, signature=serving.signature(), input_example=serving.INPUT_EXAMPLE,
+                pip_requirements=tracker.pip_requirements(),
+            )
+    tracker.client.set_tag(run_id, PYFUNC_TAG, info.model_uri)
+    return str(info.model_uri)
 
 
 def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: Any) -> float:

@@ -167,8 +167,23 @@ class MlflowTracker:
         # mlflow.keras.log_model is only offered through MLflow's fluent API, which reads
         # the process-wide tracking URI; this adapter is the one place that sets it.
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = self._schema_retry(lambda: MlflowClient(tracking_uri=self.uri, registry_uri=self.uri))
         self._experiment_id: str | None = None
+
+    def _schema_retry(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``; on a local database store retry while another process creates its schema.
+
+        The first client on a new store runs MLflow's migrations; a second process doing the
+        same at that moment fails on the migration table (``alembic_version``).
+        """
+        for attempt in range(8):
+            try:
+                return fn()
+            except Exception as exc:
+                if self.is_remote or attempt == 7:
+                    raise TrackingError(f"tracking store {self.masked_uri} unusable: "
+                                        f"{describe(exc, self.uri)[:300]}") from None
+                time.sleep(0.5 * (attempt + 1))
 
     @property
     def masked_uri(self) -> str:
@@ -206,17 +221,7 @@ class MlflowTracker:
         """Create the study's experiment once; safe when several processes race."""
         from mlflow.exceptions import MlflowException
 
-        for attempt in range(6):
-            try:
-                # The first call on a new local store creates its schema; a second process doing
-                # the same at that moment fails on MLflow's migration table: wait, then retry.
-                existing = self.client.get_experiment_by_name(self.experiment_name)
-                break
-            except Exception as exc:
-                if self.is_remote or attempt == 5:
-                    raise TrackingError(f"tracking store {self.masked_uri} unusable: "
-                                        f"{describe(exc, self.uri)[:300]}") from None
-                time.sleep(0.5 * (attempt + 1))
+        existing = self._schema_retry(lambda: self.client.get_experiment_by_name(self.experiment_name))
         if existing is not None:
             self._experiment_id = existing.experiment_id
             return existing.experiment_id
@@ -248,8 +253,8 @@ class MlflowTracker:
     def pip_requirements(self) -> list[str]:
         from importlib.metadata import version
 
-        return [f"keras=={version('keras')}", f"tensorflow-cpu=={version('tensorflow-cpu')}"] \
-            if _installed("tensorflow-cpu") else [f"keras=={version('keras')}"]
+        names = ["keras", "tensorflow-cpu", "numpy", "pandas", "h5py", "mlflow"]
+        return [f"{name}=={version(name)}" for name in names if _installed(name)]
 
     def trial_run(self, trial: optuna.Trial, params: ModelParams, study_name: str) -> TrialRun:
         return TrialRun(self, trial, params, study_name)

@@ -105,7 +105,7 @@ def test_two_runs_creating_the_same_new_study_at_once_both_succeed(tmp_path: Pat
     procs = [subprocess.Popen([PYTHON, "-m", "search", "run", "--config", str(path)], cwd=ROOT, env=cli_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]
         assert "Traceback" not in err
     import optuna

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import keras
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -140,11 +142,20 @@ def test_registry_model_and_pull_predict_match(finished: Finished, tmp_path: Pat
     assert main(["predict", "--model", "models:/tiny@champion", "--tracking-uri", uri, *texts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines == [f"{p.label}\t{p.probability:.4f}" for p in expected]
-    # The Keras-flavour registered model serves the same numbers.
+    # The registered model is an MLflow pyfunc on raw text: same labels and probabilities from a
+    # list of strings and from a DataFrame column `text`.
     mlflow.set_tracking_uri(uri)
-    served = mlflow.keras.load_model("models:/tiny@champion")
-    x = clf.vectorizer.encode(texts)
-    np.testing.assert_allclose(served.predict(x, verbose=0), clf.model.predict(x, verbose=0), atol=1e-6)
+    served = mlflow.pyfunc.load_model("models:/tiny@champion")
+    for given in (texts, pd.DataFrame({"text": texts})):
+        out = served.predict(given)
+        assert list(out.columns) == ["label", "probability"]
+        assert out["label"].tolist() == [p.label for p in expected]
+        np.testing.assert_allclose(out["probability"], [p.probability for p in expected], atol=1e-6)
+    # The model version explains itself on the registry page.
+    mv = finished.client.get_model_version_by_alias("tiny", "champion")
+    assert "Validation accuracy" in mv.description and f"trial {mv.tags['trial_number']}" in mv.description
+    assert {"val_accuracy", "test_accuracy", "params", "train_sha256", "test_sha256", "selection_rule"} <= set(mv.tags)
+    assert json.loads(mv.tags["params"]) == finished.study.trials[int(mv.tags["trial_number"])].params
 
 
 def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
@@ -156,3 +167,58 @@ def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_fil
     for t in study.trials:
         assert sorted(t.intermediate_values) == [0, 1]  # max_epochs 2, patience off
         assert t.value == pytest.approx(max(t.intermediate_values.values()))
+
+
+def test_mlflow_models_serve_answers_raw_text_like_predict(finished: Finished, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`mlflow models serve` on models:/tiny@champion, outside this repository (no PYTHONPATH, other cwd)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import demo_lines, free_port
+
+    texts = [line.partition(" ")[2] for line in demo_lines("test.txt.gz", 100, start=500)]
+    uri = finished.config.tracking.uri
+    capsys.readouterr()
+    assert main(["predict", "--model", "models:/tiny@champion", "--tracking-uri", uri, *texts]) == 0
+    expected = [line.split("\t") for line in capsys.readouterr().out.strip().splitlines()]
+    assert len(expected) == 100
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MLFLOW_TRACKING_URI"] = uri
+    # `mlflow models serve` execs `uvicorn` from PATH: the virtualenv's bin, as if activated.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+                             "models:/tiny@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def post(body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())["predictions"]
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((tmp_path / "serve.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        for body in ({"inputs": texts},
+                     {"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}):
+            served = post(body)
+            assert [row["label"] for row in served] == [label for label, _ in expected]
+            assert [f"{row['probability']:.4f}" for row in served] == [prob for _, prob in expected]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
