@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check lock clean
+	bench-efficiency bench-search compose-check bench-serving lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -88,6 +88,11 @@ lock:
 
 clean:
 	rm -rf $(VENV) .cache
+
+# The champion behind `mlflow models serve`: agreement with `predict` on 100 texts, p50 latency.
+bench-serving: setup
+	@test -f studies/demo.db || $(MAKE) demo
+	$(PY) bench/serving.py --config studies/demo.yaml
 
 # The real container stack on a Docker engine (started from Debian packages when none runs):
 # build, up with 3 workers, kill/stop/resume checks from the host -> bench/results/compose.json.

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from models.params import CELLS, INITIALIZERS, OPTIMIZERS, REGULARIZERS, ModelParams
+from models.params import CELLS, INITIALIZERS, OPTIMIZERS, POOLINGS, REGULARIZERS, ModelParams
 
-__all__ = ["CELLS", "INITIALIZERS", "OPTIMIZERS", "REGULARIZERS", "ModelParams"]
+__all__ = ["CELLS", "INITIALIZERS", "OPTIMIZERS", "POOLINGS", "REGULARIZERS", "ModelParams"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import keras
 
+from models.layers import MaskedGlobalAveragePooling1D, MaskedGlobalMaxPooling1D
 from models.params import ModelParams
 
 _RNN_LAYERS = {"SimpleRNN": keras.layers.SimpleRNN, "GRU": keras.layers.GRU, "LSTM": keras.layers.LSTM}
@@ -59,16 +60,21 @@ def build_model(
         keras.Input(shape=(None,), dtype="int32", name="tokens"),
         keras.layers.Embedding(params.max_features, params.embedding_dim, mask_zero=mask_zero),
     ]
+    pooled = params.pooling != "last"
     for i in range(params.depth):
         rnn = rnn_class(
             params.units,
-            return_sequences=i < params.depth - 1,
+            return_sequences=pooled or i < params.depth - 1,
             kernel_initializer=keras.initializers.get(params.initializer),
             kernel_regularizer=make_regularizer(params.regularizer, params.regularizer_strength),
         )
         layers.append(keras.layers.Bidirectional(rnn) if params.bidirectional else rnn)
         if params.dropout > 0:
             layers.append(keras.layers.Dropout(params.dropout))
+    if params.pooling == "max":
+        layers.append(MaskedGlobalMaxPooling1D())
+    elif params.pooling == "mean":
+        layers.append(MaskedGlobalAveragePooling1D())
     if n_classes == 2:
         # float32 output keeps the loss stable under a mixed-precision policy.
         layers.append(keras.layers.Dense(1, activation="sigmoid", dtype="float32"))

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from data_pipeline import Vectorizer
+from models import layers as _layers  # noqa: F401  (registers the pooling layers best.h5 may use)
 from models.errors import BundleError
 from models.training import can_bucket, predict
 

@@ -19,6 +19,9 @@ INITIALIZERS = (
     "orthogonal",
 )
 OPTIMIZERS = ("adam", "rmsprop")
+# How the recurrent sequence becomes one vector: the last state, or max/mean over the
+# (masked) time steps.
+POOLINGS = ("last", "max", "mean")
 
 # Numeric limits (inclusive unless noted): what the model accepts and what a 2-core to
 # 1-GPU worker can train. The config checks every fixed value, choice and range end
@@ -65,6 +68,7 @@ class ModelParams:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     batch_size: int = 64
+    pooling: str = "last"
 
     def __post_init__(self) -> None:
         for name in FLOATS:  # a YAML integer (learning_rate: 1) must reach Keras as a float
@@ -76,6 +80,8 @@ class ModelParams:
             problems.append(f"cell={self.cell!r} (choose from {', '.join(CELLS)})")
         if self.regularizer not in REGULARIZERS:
             problems.append(f"regularizer={self.regularizer!r} (choose from {', '.join(REGULARIZERS)})")
+        if self.pooling not in POOLINGS:
+            problems.append(f"pooling={self.pooling!r} (choose from {', '.join(POOLINGS)})")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer={self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
         for name in LIMITS:

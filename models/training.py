@@ -66,6 +66,29 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, validation: tuple[n
     return model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=verbose)
 
 
+def latency_ms(model: keras.Model, x: np.ndarray, batch_sizes: tuple[int, ...] = (1, 256),
+               repeats: int = 7) -> dict[int, float]:
+    """Median milliseconds per example of ``model(x)`` at each batch size (after one warm-up call).
+
+    Direct calls, not ``predict``: serving answers one request at a time, and predict's
+    per-call set-up would dominate a batch of 1.
+    """
+    import time
+
+    out: dict[int, float] = {}
+    for size in batch_sizes:
+        batch = x[np.arange(size) % len(x)]
+        batch = batch[:, :max(1, int(sequence_lengths(batch).max()))]
+        model(batch, training=False)
+        times = []
+        for _ in range(repeats if size == 1 else max(2, repeats // 3)):
+            started = time.perf_counter()
+            np.asarray(model(batch, training=False))
+            times.append(time.perf_counter() - started)
+        out[size] = float(np.median(times)) * 1000.0 / size
+    return out
+
+
 def predict(model: keras.Model, x: np.ndarray, *, bucketing: bool, batch_size: int = 256,
             boundaries: list[int] | None = None) -> np.ndarray:
     """``model.predict`` in length order on cut batches, returned in the rows' original order."""

@@ -173,7 +173,7 @@ def _header(config: Any, tracker: Any, study: Any) -> None:
 
 
 def _finish(config: Any, tracker: Any, study: Any) -> None:
-    from search.registry import register_champion
+    from search.registry import register_champion, selection_rule
     from search.storage import count_states
 
     counts = {k: v for k, v in count_states(study).items() if v}
@@ -183,18 +183,22 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
     tracker.refresh_study_summary(study)
     champion = register_champion(tracker, study, config)
     if champion is None:
-        print("no COMPLETE trial yet: no champion registered", flush=True)
+        print("no COMPLETE trial meets the selection rule yet: no champion registered "
+              f"(rule: {selection_rule(config)})", flush=True)
         return
     verb = "registered" if champion.moved else "unchanged"
     test = f", test_accuracy={champion.test_accuracy:.4f}" if champion.test_accuracy is not None else ""
     print(f"champion {verb}: models:/{champion.model_name}@champion = version {champion.version} "
-          f"(trial {champion.trial_number}, val_accuracy={champion.value:.4f}{test})", flush=True)
+          f"(trial {champion.trial_number}, val_accuracy={champion.value:.4f}{test}; rule: "
+          f"{selection_rule(config)})", flush=True)
 
 
-def _validate_data(config: Any) -> None:
-    from data_pipeline import load_corpus
+def _validate_data(config: Any) -> Any:
+    """Read and validate every data file before anything is written; returns the config with
+    data-derived choices for the parameters it left out (deterministic: every worker agrees)."""
+    from data_pipeline.stats import corpus_stats
 
-    load_corpus(config.data)  # reads and validates every file before anything is written
+    return config.with_data_aware_space(corpus_stats(config.data))
 
 
 def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
@@ -213,7 +217,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     if not args.verbose:
         quiet_failed_trial_logs()
     stop = GracefulStop().install()
-    _validate_data(config)
+    config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
     tracker = NullTracker() if args.no_tracking else _tracker(config, args.wait)
     if worker_mode:
@@ -248,7 +252,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from search.urls import mask_url
 
     config = load_study_config(args)
-    _validate_data(config)
+    config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
     tracker = _tracker(config, args.wait)
     study = create_study(config, heartbeat=False)

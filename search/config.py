@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from data_pipeline import DataSpec
-from models.params import CELLS, INITIALIZERS, OPTIMIZERS, REGULARIZERS, ModelParams, limit_problem
+from models.params import CELLS, INITIALIZERS, OPTIMIZERS, POOLINGS, REGULARIZERS, ModelParams, limit_problem
 from search.errors import ConfigError
 from search.urls import describe
 
@@ -38,6 +38,7 @@ PARAM_KINDS: dict[str, tuple[str, tuple[Any, ...] | None]] = {
     "optimizer": ("str", OPTIMIZERS),
     "learning_rate": ("float", None),
     "batch_size": ("int", None),
+    "pooling": ("str", POOLINGS),
 }
 
 
@@ -100,7 +101,26 @@ DEFAULT_SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "optimizer": {"choices": list(OPTIMIZERS)},
     "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
     "batch_size": {"choices": [32, 64, 128]},
+    "pooling": {"choices": list(POOLINGS)},
 }
+
+
+# Left out of a config, these two take their choices from the training data.
+DATA_AWARE = ("sequence_length", "max_features")
+
+
+def data_aware_choices(stats: Any) -> dict[str, list[int]]:
+    """Choices for the data-dependent parameters from a data set's statistics.
+
+    sequence_length: the 50th, 90th and 99th percentile of tokens per text, rounded up to 8
+    (with length-bucketed batches a longer cap only costs on the texts that are that long).
+    max_features: a quarter, half and all of the tokens seen at least twice, plus padding and
+    OOV, from 1,000 up to 100,000.
+    """
+    lengths = sorted({max(8, min(20_000, -(-int(v) // 8) * 8)) for v in stats.token_percentiles.values()})
+    top = max(1_000, min(100_000, stats.vocabulary_min2 + 2))
+    vocab = sorted({v for v in (max(1_000, round(top * f / 500) * 500) for f in (0.25, 0.5)) if v < top} | {top})
+    return {"sequence_length": lengths, "max_features": vocab}
 
 
 def _check_value(name: str, value: Any) -> None:
@@ -163,6 +183,33 @@ class WorkerConfig(_Strict):
     max_retry: int = Field(3, ge=0)
 
 
+class ConstraintsConfig(_Strict):
+    """Opt-in size/latency limits. Accuracy stays the one objective (so the pruner keeps working:
+    Optuna cannot prune multi-objective studies); TPE learns the limits through its
+    ``constraints_func`` and the champion is the most accurate trial that meets them."""
+
+    max_latency_ms: float | None = Field(None, gt=0)  # per example, batch of 1, CPU of the worker
+    max_params: int | None = Field(None, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_latency_ms is not None or self.max_params is not None
+
+    def violations(self, attrs: dict[str, Any]) -> list[float]:
+        """Optuna's convention: values <= 0 are feasible. Missing measurements count as feasible."""
+        out = []
+        if self.max_latency_ms is not None:
+            out.append(float(attrs.get("latency_ms_b1", 0.0)) - self.max_latency_ms)
+        if self.max_params is not None:
+            out.append(float(attrs.get("n_params", 0)) - self.max_params)
+        return out
+
+    def describe(self) -> str:
+        limits = [f"latency_ms_b1 <= {self.max_latency_ms:g}" if self.max_latency_ms is not None else "",
+                  f"n_params <= {self.max_params}" if self.max_params is not None else ""]
+        return " and ".join(x for x in limits if x)
+
+
 class StudyConfig(_Strict):
     study_name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     storage: str | None = None
@@ -176,20 +223,31 @@ class StudyConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     tracking: TrackingConfig = TrackingConfig()
     worker: WorkerConfig = WorkerConfig()
+    constraints: ConstraintsConfig = ConstraintsConfig()
     search_space: dict[str, ParamSpec] = Field(default_factory=dict, validate_default=True)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
 
-    @field_validator("search_space", mode="before")
+    # Parameters the config left out, whose choices come from the training data (set by
+    # `with_data_aware_space`, recorded in the study and the MLflow summary run).
+    derived_from_data: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
     @classmethod
-    def _fill_space(cls, value: Any) -> Any:
+    def _fill_space(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        value = data.get("search_space")
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise ValueError("must be a mapping of parameter name to spec")
+            raise ValueError("search_space: must be a mapping of parameter name to spec")
         unknown = sorted(set(value) - set(PARAM_KINDS))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(map(str, unknown))}; known: {', '.join(PARAM_KINDS)}")
-        return {**DEFAULT_SEARCH_SPACE, **value}
+            raise ValueError(f"search_space: unknown parameter(s) {', '.join(map(str, unknown))}; "
+                             f"known: {', '.join(PARAM_KINDS)}")
+        missing = [name for name in DATA_AWARE if name not in value]
+        return {**data, "search_space": {**DEFAULT_SEARCH_SPACE, **value},
+                "derived_from_data": data.get("derived_from_data") or {name: [] for name in missing}}
 
     @model_validator(mode="after")
     def _check_space(self) -> StudyConfig:
@@ -229,6 +287,14 @@ class StudyConfig(_Strict):
             if ranged:
                 raise ValueError(f"sampler.type: grid needs 'choices' or 'value' for {', '.join(ranged)}")
         return self
+
+    def with_data_aware_space(self, stats: Any) -> StudyConfig:
+        """This config with data-derived choices for the parameters it left out."""
+        if not self.derived_from_data:
+            return self
+        derived = {k: v for k, v in data_aware_choices(stats).items() if k in self.derived_from_data}
+        space = {**self.search_space, **{k: ParamSpec(choices=v) for k, v in derived.items()}}
+        return self.model_copy(update={"search_space": space, "derived_from_data": derived})
 
     @property
     def storage_url(self) -> str:

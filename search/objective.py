@@ -116,6 +116,14 @@ class Objective:
                                     f"at epoch {len(losses) - 1}")
             best = max(history[MONITOR])
             metrics = self._summary(history, started)
+            if self.config.constraints.enabled:
+                latency = training.latency_ms(model, data.x_val)
+                for size, ms in latency.items():
+                    trial.set_user_attr(f"latency_ms_b{size}", round(ms, 4))
+                    metrics[f"latency_ms_b{size}"] = ms
+                feasible = all(v <= 0 for v in self.config.constraints.violations(trial.user_attrs | {
+                    f"latency_ms_b{s}": ms for s, ms in latency.items()} | {"n_params": derived["n_params"]}))
+                trial.set_user_attr("feasible", feasible)
             run.log_bundle(workdir)
             if self.tracker.enabled and self.config.tracking.log_keras_model:
                 run.log_keras_model(keras.models.load_model(workdir / MODEL_FILE, compile=False))

@@ -24,6 +24,8 @@ def format_trial(trial: optuna.trial.FrozenTrial) -> str:
     parts = []
     if "cell" in p:
         parts.append(("Bi" if p.get("bidirectional") else "") + str(p["cell"]))
+    if p.get("pooling", "last") != "last":
+        parts.append(f"pool={p['pooling']}")
     for key in ("depth", "units", "embedding_dim", "max_features", "sequence_length", "optimizer",
                 "learning_rate", "batch_size", "regularizer"):
         if key in p:

@@ -30,16 +30,24 @@ class Champion:
     test_accuracy: float | None = None
 
 
-def best_complete_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+def best_complete_trial(study: optuna.Study, config: StudyConfig | None = None) -> optuna.trial.FrozenTrial | None:
+    """The champion: highest validation accuracy among COMPLETE trials (that meet the constraints)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if config is not None and config.constraints.enabled:
+        complete = [t for t in complete if t.user_attrs.get("feasible") is True]
     return max(complete, key=lambda t: t.value or 0.0) if complete else None
+
+
+def selection_rule(config: StudyConfig) -> str:
+    rule = "max val_accuracy over COMPLETE trials"
+    return f"{rule} with {config.constraints.describe()}" if config.constraints.enabled else rule
 
 
 def register_champion(tracker: MlflowTracker, study: optuna.Study, config: StudyConfig) -> Champion | None:
     """Point alias ``champion`` at the best COMPLETE trial's logged model (no-op if it already does)."""
     from mlflow.exceptions import MlflowException
 
-    best = best_complete_trial(study)
+    best = best_complete_trial(study, config)
     if best is None:
         return None
     run_id = best.user_attrs.get("mlflow_run_id")
@@ -94,15 +102,18 @@ def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.t
     description = (
         f"{family} text classifier from study '{study_name}', trial {trial.number} (MLflow run "
         f"{champion.run_id}). Validation accuracy {champion.value:.4f}; test accuracy {test}. "
-        f"Chosen as the COMPLETE trial with the highest validation accuracy. Input: raw text (list of "
+        f"Rule: {selection_rule(config)}. Input: raw text (list of "
         f"strings or a DataFrame column 'text'); output: label and probability."
     )
     tags = {
         "study_name": study_name, "trial_number": str(trial.number), "val_accuracy": f"{champion.value:.4f}",
-        "test_accuracy": test, "selection_rule": "max val_accuracy over COMPLETE trials",
+        "test_accuracy": test, "selection_rule": selection_rule(config),
         "params": json.dumps(p, sort_keys=True), "train_file": Path(config.data.train_file).name,
         "train_sha256": file_digest(config.data.train_file),
     }
+    for key in ("n_params", "latency_ms_b1", "latency_ms_b256"):
+        if key in trial.user_attrs:
+            tags[key] = str(trial.user_attrs[key])
     if config.data.test_file:
         tags |= {"test_file": Path(config.data.test_file).name, "test_sha256": file_digest(config.data.test_file)}
     from mlflow.exceptions import MlflowException

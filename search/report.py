@@ -50,6 +50,30 @@ def pruning_statistics(study: optuna.Study, max_epochs: int | None) -> tuple[go.
     return fig, stats
 
 
+def accuracy_latency_front(trials: list[optuna.trial.FrozenTrial]) -> tuple[go.Figure, pd.DataFrame]:
+    """Validation accuracy vs latency per example (batch 1); the Pareto front joined by a line.
+
+    Feasible trials (within the config's constraints) are blue, the others grey.
+    """
+    rows = pd.DataFrame([{"trial": t.number, "val_accuracy": t.value, "latency_ms_b1": t.user_attrs["latency_ms_b1"],
+                          "latency_ms_b256": t.user_attrs.get("latency_ms_b256"), "n_params": t.user_attrs.get(
+                              "n_params"), "feasible": t.user_attrs.get("feasible", True)} for t in trials])
+    ordered = rows.sort_values(["latency_ms_b1", "val_accuracy"], ascending=[True, False])
+    front = ordered[ordered["val_accuracy"] > ordered["val_accuracy"].cummax().shift(fill_value=-1.0)]
+    fig = go.Figure()
+    for feasible, color in ((True, "#1f77b4"), (False, "#bbbbbb")):
+        part = rows[rows["feasible"] == feasible]
+        if len(part):
+            fig.add_trace(go.Scatter(x=part["latency_ms_b1"], y=part["val_accuracy"], mode="markers",
+                                     marker_color=color, text=[f"trial {n}" for n in part["trial"]],
+                                     name="within constraints" if feasible else "outside constraints"))
+    fig.add_trace(go.Scatter(x=front["latency_ms_b1"], y=front["val_accuracy"], mode="lines+markers",
+                             line_shape="hv", name="Pareto front", marker_color="#d62728"))
+    fig.update_layout(title="Validation accuracy vs latency (ms per example, batch 1)",
+                      xaxis_title="latency_ms_b1", yaxis_title="val_accuracy")
+    return fig, front.reset_index(drop=True)
+
+
 def build_report(study: optuna.Study, max_epochs: int | None = None, top_k: int = 10) -> Report:
     import optuna.visualization as vis
 
@@ -69,7 +93,14 @@ def build_report(study: optuna.Study, max_epochs: int | None = None, top_k: int 
         report.notes["param_importances"] = f"needs 2 COMPLETE trials, the study has {len(complete)}"
     if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
         report.figures["intermediate_values"] = vis.plot_intermediate_values(study)
+    derived = study.user_attrs.get("derived_from_data")
+    if derived:
+        report.notes["derived_from_data"] = "choices taken from the training data (the config left them out): " + \
+            "; ".join(f"{name} {values}" for name, values in derived.items())
     report.figures["pruning"], report.pruning = pruning_statistics(study, max_epochs)
+    measured = [t for t in complete if "latency_ms_b1" in t.user_attrs]
+    if measured:
+        report.figures["accuracy_vs_latency"], report.tables["pareto_front"] = accuracy_latency_front(measured)
     rows = sorted(complete, key=lambda t: t.value or 0.0, reverse=True)[:top_k]
     report.tables["best_trials"] = pd.DataFrame(
         [{"trial": t.number, "val_accuracy": t.value, **t.params} for t in rows])

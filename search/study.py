@@ -38,8 +38,10 @@ def build_sampler(config: StudyConfig, n_existing: int = 0, stream: str | None =
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler.type == "grid":
         return optuna.samplers.GridSampler(grid_space(config.search_space), seed=seed)
+    limits = config.constraints
     return optuna.samplers.TPESampler(
         seed=seed,
+        constraints_func=(lambda trial: limits.violations(trial.user_attrs)) if limits.enabled else None,
         n_startup_trials=sampler.n_startup_trials,
         multivariate=sampler.multivariate,
         group=sampler.multivariate,
@@ -79,6 +81,8 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True) -> optuna.Study
     if n:
         study.sampler = build_sampler(config, n)
     study.set_metric_names(["val_accuracy"])
+    if config.derived_from_data:
+        study.set_user_attr("derived_from_data", config.derived_from_data)
     for params in config.enqueue:
         # skip_if_exists: re-running `init`/`run` never queues the same warm start twice.
         study.enqueue_trial(params, skip_if_exists=True)

@@ -1,4 +1,7 @@
-"""No Docker engine runs here: check the compose file's structure and the Dockerfile's shape."""
+"""The compose file's structure and the Dockerfile's shape (fast, no engine).
+
+The stack itself is built and run for real by `make compose-check` (bench/compose_check.py).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ def load() -> dict:
 
 def test_services_dependencies_and_ports() -> None:
     services = load()["services"]
-    assert set(services) == {"postgres", "mlflow", "init", "worker", "dashboard"}
+    assert set(services) == {"postgres", "mlflow", "init", "worker", "dashboard", "serve"}
+    assert services["serve"]["profiles"] == ["serve"]  # opt-in
+    built = [name for name, service in services.items() if "build" in service]
+    assert built == ["init"]  # one image build, shared by the other services
     assert "healthcheck" in services["postgres"] and "healthcheck" in services["mlflow"]
     assert services["init"]["depends_on"] == {"postgres": {"condition": "service_healthy"},
                                               "mlflow": {"condition": "service_healthy"}}
@@ -25,7 +31,7 @@ def test_services_dependencies_and_ports() -> None:
     assert "container_name" not in worker and "ports" not in worker  # scalable
     for name, service in services.items():
         for port in service.get("ports", []):
-            assert name in ("mlflow", "dashboard")
+            assert name in ("mlflow", "dashboard", "serve")
             assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:")
 
 

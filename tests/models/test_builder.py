@@ -127,3 +127,20 @@ def test_invalid_params_are_rejected() -> None:
         ModelParams(cell="CNN")
     with pytest.raises(ValueError, match="unknown model parameter"):
         ModelParams.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_pooled_models_round_trip_through_h5_and_ignore_padding(tmp_path: Path, pooling: str) -> None:
+    keras.utils.set_random_seed(4)
+    model = build_model(small(pooling=pooling, depth=2, bidirectional=True), n_classes=3, mask_zero=True)
+    x = np.zeros((4, 12), dtype="int32")
+    x[0, :5], x[1, :12], x[2, :1] = 7, 9, 3  # row 3 is an empty text: all padding
+    model.save(tmp_path / MODEL_FILE)
+    loaded = keras.models.load_model(tmp_path / MODEL_FILE)  # the layers register on import
+    out = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), out, atol=1e-6)
+    assert np.isfinite(out).all()
+    # Padding takes no part: the same rows cut to 5 columns give the same numbers (row 1 cut).
+    np.testing.assert_allclose(np.asarray(model(x[[0, 2, 3], :5], training=False)), out[[0, 2, 3]], atol=1e-6)
+    with pytest.raises(ValueError, match="pooling='sum'"):
+        small(pooling="sum")

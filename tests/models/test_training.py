@@ -11,13 +11,16 @@ from models.params import ModelParams
 from tests.data_pipeline.test_batching import right_padded
 
 
-@pytest.mark.parametrize("cell,bidirectional", [("GRU", True), ("LSTM", False), ("SimpleRNN", True)])
-def test_output_on_a_batch_is_identical_with_and_without_the_cut(cell: str, bidirectional: bool) -> None:
+@pytest.mark.parametrize("cell,bidirectional,pooling", [("GRU", True, "last"), ("LSTM", False, "last"),
+                                                        ("SimpleRNN", True, "last"), ("GRU", True, "max"),
+                                                        ("LSTM", True, "mean")])
+def test_output_on_a_batch_is_identical_with_and_without_the_cut(cell: str, bidirectional: bool,
+                                                                  pooling: str) -> None:
     import keras
 
     keras.utils.set_random_seed(0)
     params = ModelParams(cell=cell, bidirectional=bidirectional, depth=2, embedding_dim=8, units=6,
-                         max_features=60, sequence_length=40, batch_size=4)
+                         max_features=60, sequence_length=40, batch_size=4, pooling=pooling)
     model = build_model(params, 2, mask_zero=True)
     x = right_padded([3, 17, 9, 12], 40)
     padded = np.asarray(model(x, training=False))

@@ -49,7 +49,7 @@ def test_defaults_fill_the_space_and_storage() -> None:
     assert config.storage_url == "sqlite:///studies/s.db"
     assert set(config.search_space) == {
         "cell", "bidirectional", "depth", "embedding_dim", "units", "max_features", "sequence_length", "dropout",
-        "regularizer", "regularizer_strength", "initializer", "optimizer", "learning_rate", "batch_size"}
+        "regularizer", "regularizer_strength", "initializer", "optimizer", "learning_rate", "batch_size", "pooling"}
     assert config.model_name == "s" and config.experiment_name == "s"
 
 
@@ -69,3 +69,21 @@ def test_shipped_study_configs_are_valid() -> None:
     for path in sorted((ROOT / "studies").glob("*.yaml")):
         config = load_config(path)
         assert config.study_name == path.stem
+
+
+def test_left_out_sequence_length_and_vocabulary_come_from_the_data(tiny_files: dict) -> None:
+    from data_pipeline.stats import corpus_stats
+
+    config = parse_config({"study_name": "s", "data": {"train_file": str(tiny_files["train"])}})
+    assert set(config.derived_from_data) == {"sequence_length", "max_features"}
+    stats = corpus_stats(config.data)
+    derived = config.with_data_aware_space(stats)
+    lengths = derived.search_space["sequence_length"].choices
+    assert lengths == sorted(lengths) and all(n % 8 == 0 for n in lengths)
+    assert lengths[-1] >= stats.token_percentiles["99"] and lengths[0] >= stats.token_percentiles["50"]
+    vocab = derived.search_space["max_features"].choices
+    assert vocab[-1] == max(1_000, stats.vocabulary_min2 + 2) and vocab == sorted(set(vocab))
+    assert derived.derived_from_data == {"sequence_length": lengths, "max_features": vocab}
+    given = parse_config({"study_name": "s", "data": {"train_file": str(tiny_files["train"])},
+                          "search_space": {"sequence_length": {"value": 50}, "max_features": {"value": 500}}})
+    assert given.with_data_aware_space(stats).search_space["sequence_length"].values == [50]  # the config wins

@@ -222,3 +222,33 @@ def test_mlflow_models_serve_answers_raw_text_like_predict(finished: Finished, t
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+
+def test_constraints_keep_pruning_and_pick_a_feasible_champion(tmp_path: Path, tiny_files: dict[str, Path],
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Size/latency limits: accuracy stays the single objective, the champion meets the limits."""
+    base = {"cell": "SimpleRNN", "bidirectional": False, "depth": 1, "embedding_dim": 8, "units": 4,
+            "max_features": 300, "sequence_length": 24, "dropout": 0.0, "regularizer": "none",
+            "initializer": "glorot_uniform", "optimizer": "adam", "learning_rate": 0.01, "batch_size": 32}
+    config = tiny_config(tmp_path, tiny_files, n_trials=4, constraints={"max_params": 2600},
+                         enqueue=[base, {**base, "cell": "GRU", "bidirectional": True, "units": 8}])
+    config["search_space"]["max_features"] = {"choices": [300]}
+    assert main(["run", "--config", str(write_config(tmp_path, config))]) == 0
+    out = capsys.readouterr().out
+    study = optuna.load_study(study_name="tiny", storage=config["storage"])
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete
+    for t in complete:
+        assert t.user_attrs["latency_ms_b1"] > 0 and t.user_attrs["latency_ms_b256"] > 0
+        assert t.user_attrs["feasible"] is (t.user_attrs["n_params"] <= 2600)
+    assert study.trials[1].user_attrs["n_params"] > 2600  # the enqueued BiGRU(8) is too big
+    feasible = [t for t in complete if t.user_attrs["feasible"]]
+    champion = max(feasible, key=lambda t: t.value)
+    assert f"(trial {champion.number}," in out and "rule: max val_accuracy over COMPLETE trials with " \
+        "n_params <= 2600" in out
+    client = MlflowClient(config["tracking"]["uri"])
+    mv = client.get_model_version_by_alias("tiny", "champion")
+    assert mv.tags["selection_rule"].endswith("n_params <= 2600") and mv.tags["n_params"]
+    assert main(["report", "--config", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "accuracy_vs_latency" in page and "Pareto front" in page
