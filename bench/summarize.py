@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 
 from common import RESULTS, ROOT
 
@@ -39,21 +40,67 @@ def storage_section() -> str:
 
 
 def throughput_section() -> str:
-    path = RESULTS / "throughput.json"
-    if not path.exists():
-        return "_`python bench/throughput.py` has not been run yet._\n"
-    data = json.loads(path.read_text())
+    data = _load("throughput")
+    if data is None or "datasets" not in data:
+        return "\n_`make bench-throughput` (v2) has not been run yet._\n"
     size = data["size"]
-    rows = "\n".join(f"| {name} | {value:.0f} |" for name, value in data["examples_per_second"].items())
-    arms = "\n".join(f"| {name} | {arm['examples_per_second']:.0f} | {arm['best_val_accuracy']:.4f} |"
-                     for name, arm in data["padding_masking"].items())
+    def dataset_row(name: str, d: dict) -> str:
+        per_seed = ", ".join(map(str, d["speedup_per_seed"]))
+        return (f"| {name} | {d['sequence_length']} | {d['mean_tokens']} | {d['plain_examples_per_second']:.0f} | "
+                f"{d['project_examples_per_second']:.0f} | **{d['speedup_vs_plain_fit']}** ({per_seed}) | "
+                f"{d['plain_val_accuracy_mean']:.4f} | {d['project_val_accuracy_mean']:.4f} | "
+                f"{d['val_accuracy_delta']:+.4f} |")
+
+    def runtime_row(arm: str, r: dict) -> str:
+        if "examples_per_second" not in r:
+            return f"| {arm} | {r.get('skipped') or 'error'} | | | |"
+        med = statistics.median
+        return (f"| {arm} | {med(r['examples_per_second']):.0f} | {r.get('ratio_vs_tensorflow_default', '')} | "
+                f"{med(r['first_epoch_s']):.1f} | {med(r['best_val_accuracy']):.4f} |")
+
+    rows = "\n".join(dataset_row(name, d) for name, d in data["datasets"].items())
+    runtime = "\n".join(runtime_row(arm, r) for arm, r in data.get("runtime", {}).items())
+    cold = data.get("cold_start", {})
+    goals = "\n".join(f"- `{k}`: {'met' if v else 'missed'}" for k, v in data.get("goals", {}).items())
     return (
-        f"\nThroughput (`{data['command']}`, {data['backend']} backend, {data['device']}; {data['data']}, "
-        f"embedding {size['embedding_dim']}, units {size['units']}, length {size['sequence_length']}, "
-        f"batch {size['batch_size']}):\n\n| model | training examples/s |\n|---|---|\n{rows}\n\n"
-        f"Padding and masking, BiGRU, {data['epochs_per_arm']} epochs, same split and seed:\n\n"
-        f"| arm | examples/s | best val_accuracy |\n|---|---|---|\n{arms}\n"
+        f"\nThroughput v2 (`{data['command']}`, {data['backend']} backend, {data['device']}; BiGRU({size['units']}), "
+        f"embedding {size['embedding_dim']}, vocabulary {size['max_features']}, batch {size['batch_size']}, mask on; "
+        f"seeds {data['seeds']}, {data['epochs_per_arm']} epochs per arm; speed over epochs 2+):\n\n"
+        "| data | length | mean tokens | plain fit ex/s | trial path ex/s | speedup (per seed) | plain val | "
+        "trial val | val delta |\n|---|---|---|---|---|---|---|---|---|\n" + rows + "\n\n"
+        "Runtime arms (fresh process each, amazon, trial path, 2 epochs):\n\n"
+        "| arm | ex/s | vs TF default | first epoch s | val |\n|---|---|---|---|---|\n" + runtime + "\n\n"
+        + (f"Cold start: `predict` on a bundle (one text) {statistics.median(cold['seconds']['predict']):.2f} s vs "
+           f"`python -c \"import keras\"` {statistics.median(cold['seconds']['import_keras']):.2f} s (medians of "
+           f"{len(cold['seconds']['predict'])}): ratio **{cold['predict_cold_start_ratio']}**.\n\n" if cold else "")
+        + goals + "\n"
     )
+
+
+def compose_section() -> str:
+    data = _load("compose")
+    if data is None:
+        return "\n_`make compose-check` has not been run yet._\n"
+    checks = "\n".join(f"| {name} | {'pass' if c['ok'] else 'FAIL'} | {c['detail']} |"
+                        for name, c in data["checks"].items())
+    timings = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v} s" for k, v in data["timings_s"].items())
+    return (f"\nContainer stack (`{data['command']}`, {data['workers']} workers, target {data['target']} then "
+            f"{data['resumed_target']}; engine {data['engine']['docker']}, Compose {data['engine']['compose']}, "
+            f"{data['engine']['images']}; engine started by the check: {data['started_engine']}): "
+            f"**{'passed' if data['passed'] else 'FAILED'}**. Timings: {timings}.\n\n"
+            "| check | result | detail |\n|---|---|---|\n" + checks.replace("\t", " ") + "\n")
+
+
+def serving_section() -> str:
+    data = _load("serving")
+    if data is None:
+        return "\n_`make bench-serving` has not been run yet._\n"
+    q = data["single_request_ms"]
+    return (f"\nServing (`{data['command']}`; {data['server']}, {data['model']}): `predict` and the served model "
+            f"agree on {data['agreement_texts']} texts (labels {data['labels_equal']}, probabilities to 4 decimals "
+            f"{data['probabilities_equal_4dp']}); single-text request p50 **{q['p50']} ms**, p90 {q['p90']} ms, "
+            f"p99 {q['p99']} ms over {data['requests']} requests; one request of 256 texts "
+            f"{data['batch_256_request_ms']} ms; server start {data['startup_s']} s.\n")
 
 
 def search_section() -> str:
@@ -121,8 +168,8 @@ def headline() -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    body = (headline() + core_section() + "\n" + storage_section() + throughput_section() + search_section()
-            + efficiency_section())
+    body = (headline() + core_section() + "\n" + storage_section() + throughput_section() + compose_section()
+            + serving_section() + search_section() + efficiency_section())
     section = f"{START}\n{body}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)
