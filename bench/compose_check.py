@@ -82,10 +82,11 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, env_file: Path, mlflow_port: int, dashboard_port: int):
+    def __init__(self, env_file: Path, mlflow_port: int, dashboard_port: int, serve_port: int):
         self.env_file = env_file
         self.mlflow = f"http://127.0.0.1:{mlflow_port}"
         self.dashboard = f"http://127.0.0.1:{dashboard_port}"
+        self.serve = f"http://127.0.0.1:{serve_port}"
 
     def compose(self, *args: str, check: bool = True, timeout: float = 900, **env: str) -> str:
         return sh("docker", "compose", "-p", PROJECT, "--env-file", str(self.env_file), *args,
@@ -119,6 +120,12 @@ class Stack:
     def rest(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.mlflow + path, timeout=10) as response:
             return json.loads(response.read())
+
+    def invoke(self, texts: list[str]) -> list[dict[str, Any]]:
+        request = urllib.request.Request(self.serve + "/invocations", data=json.dumps({"inputs": texts}).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["predictions"]
 
     def containers(self, service: str) -> list[str]:
         return self.compose("ps", "-a", "-q", service).split()
@@ -176,15 +183,16 @@ def main() -> int:
         started_engine = start_engine()
         timings["engine_start_s"] = round(time.monotonic() - t, 1)
         env_file = tmp / ".env"
-        mlflow_port, dashboard_port = free_port(), free_port()
+        mlflow_port, dashboard_port, serve_port = free_port(), free_port(), free_port()
         password = "pw/" + secrets.token_hex(6)  # a '/' in the password, as users write them
         env_file.write_text("\n".join([
             "POSTGRES_USER=optuna", f"POSTGRES_PASSWORD={password}", "POSTGRES_DB=optuna", "MLFLOW_DB=mlflow",
             "SEARCH_CONFIG=studies/demo.yaml", "SEARCH_STUDY=demo", f"SEARCH_TARGET_TRIALS={args.target}",
             "BIND_ADDRESS=127.0.0.1", f"MLFLOW_PORT={mlflow_port}", f"DASHBOARD_PORT={dashboard_port}",
+            f"SERVE_PORT={serve_port}",
         ]) + "\n")
-        stack = Stack(env_file, mlflow_port, dashboard_port)
-        stack.compose("down", "-v", "--remove-orphans", check=False)
+        stack = Stack(env_file, mlflow_port, dashboard_port, serve_port)
+        stack.compose("--profile", "serve", "down", "-v", "--remove-orphans", check=False)
 
         t = time.monotonic()
         stack.compose("build", timeout=1800)
@@ -263,6 +271,16 @@ def main() -> int:
         labels = [line.split("\t")[0] for line in predictions]
         check("pull_and_predict_from_host", len(labels) == 2 and all(labels),
               f"{predictions}")
+        # The optional `serve` profile: MLflow's scoring server on the champion, raw text in.
+        t = time.monotonic()
+        stack.compose("--profile", "serve", "up", "-d", "serve", timeout=600)
+        served = wait_for("the serve profile to answer", lambda: stack.invoke(
+            ["Great product, works perfectly and arrived early", "Broke after one day, waste of money"]), 300, 2.0)
+        timings["serve_up_to_answer_s"] = round(time.monotonic() - t, 1)
+        check("serve_profile_matches_predict", [r["label"] for r in served] == labels
+              and [f"{r['probability']:.4f}" for r in served] == [line.split("\t")[1] for line in predictions],
+              f"{served}")
+        stack.compose("--profile", "serve", "stop", "serve", timeout=120)
         with urllib.request.urlopen(stack.dashboard + "/api/studies", timeout=10) as response:
             body = json.loads(response.read())
         names = [s.get("study_name") for s in body.get("study_summaries", [])]
@@ -312,7 +330,7 @@ def main() -> int:
     finally:
         if stack is not None and not args.keep:
             t = time.monotonic()
-            stack.compose("down", "-v", "--remove-orphans", check=False, timeout=600)
+            stack.compose("--profile", "serve", "down", "-v", "--remove-orphans", check=False, timeout=600)
             timings["down_v_s"] = round(time.monotonic() - t, 1)
         if started_engine and not args.keep:
             sh(str(ENGINE), "stop", check=False, timeout=300)

@@ -227,6 +227,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
                   "(postgresql+psycopg://...) for parallel workers", file=sys.stderr, flush=True)
     else:
         study = create_study(config)
+    import_keras_quietly()
     if tracker.enabled:
         tracker.ensure_experiment()
         hooks = stale_trial_hooks(study)
@@ -270,6 +271,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     config = load_study_config(args)
     check_storage(config.storage_url, must_exist=True)
+    import_keras_quietly()
     tracker = _tracker(config)
     study = load_study(config, heartbeat=False)
     _finish(config, tracker, study)
@@ -304,6 +306,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         texts = [line.rstrip("\n") for line in sys.stdin]
     import tempfile
 
+    import_keras_quietly()
     from models.bundle import TextClassifier
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -367,6 +370,26 @@ COMMANDS = {
 }
 
 
+def import_keras_quietly() -> None:
+    """Import Keras (and TensorFlow) with file descriptor 2 closed for the moment.
+
+    TensorFlow writes its oneDNN notice from C++ before its logging is set up, so
+    TF_CPP_MIN_LOG_LEVEL cannot silence it; the CLI's output stays one line per trial.
+    Exceptions still propagate (and print) after stderr is restored.
+    """
+    if "keras" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # oneDNN stays on (TensorFlow's default): 1.6-1.9x the training examples/s of oneDNN off at the
@@ -383,6 +406,8 @@ def quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    # MLflow suggests type hints on PythonModel.predict; the explicit signature is the contract.
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
     try:
         import optuna

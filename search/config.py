@@ -185,8 +185,9 @@ class WorkerConfig(_Strict):
 
 class ConstraintsConfig(_Strict):
     """Opt-in size/latency limits. Accuracy stays the one objective (so the pruner keeps working:
-    Optuna cannot prune multi-objective studies); TPE learns the limits through its
-    ``constraints_func`` and the champion is the most accurate trial that meets them."""
+    Optuna cannot prune multi-objective studies); each trial reports its constraint values
+    (``Trial.set_constraint``, which TPE learns from) and the champion is the most accurate
+    trial that meets them."""
 
     max_latency_ms: float | None = Field(None, gt=0)  # per example, batch of 1, CPU of the worker
     max_params: int | None = Field(None, ge=1)
@@ -195,13 +196,13 @@ class ConstraintsConfig(_Strict):
     def enabled(self) -> bool:
         return self.max_latency_ms is not None or self.max_params is not None
 
-    def violations(self, attrs: dict[str, Any]) -> list[float]:
-        """Optuna's convention: values <= 0 are feasible. Missing measurements count as feasible."""
-        out = []
+    def violations(self, measured: dict[str, Any]) -> dict[str, float]:
+        """Constraint name -> value, Optuna's convention: <= 0 is feasible."""
+        out = {}
         if self.max_latency_ms is not None:
-            out.append(float(attrs.get("latency_ms_b1", 0.0)) - self.max_latency_ms)
+            out["latency_ms_b1"] = float(measured["latency_ms_b1"]) - self.max_latency_ms
         if self.max_params is not None:
-            out.append(float(attrs.get("n_params", 0)) - self.max_params)
+            out["n_params"] = float(measured["n_params"]) - self.max_params
         return out
 
     def describe(self) -> str:

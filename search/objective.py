@@ -117,13 +117,14 @@ class Objective:
             best = max(history[MONITOR])
             metrics = self._summary(history, started)
             if self.config.constraints.enabled:
-                latency = training.latency_ms(model, data.x_val)
-                for size, ms in latency.items():
+                measured: dict[str, float] = {"n_params": derived["n_params"]}
+                for size, ms in training.latency_ms(model, data.x_val).items():
+                    measured[f"latency_ms_b{size}"] = metrics[f"latency_ms_b{size}"] = ms
                     trial.set_user_attr(f"latency_ms_b{size}", round(ms, 4))
-                    metrics[f"latency_ms_b{size}"] = ms
-                feasible = all(v <= 0 for v in self.config.constraints.violations(trial.user_attrs | {
-                    f"latency_ms_b{s}": ms for s, ms in latency.items()} | {"n_params": derived["n_params"]}))
-                trial.set_user_attr("feasible", feasible)
+                violations = self.config.constraints.violations(measured)
+                for name, value in violations.items():
+                    trial.set_constraint(name, value)  # TPE learns the feasible region from these
+                trial.set_user_attr("feasible", all(v <= 0 for v in violations.values()))
             run.log_bundle(workdir)
             if self.tracker.enabled and self.config.tracking.log_keras_model:
                 run.log_keras_model(keras.models.load_model(workdir / MODEL_FILE, compile=False))

@@ -38,10 +38,8 @@ def build_sampler(config: StudyConfig, n_existing: int = 0, stream: str | None =
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler.type == "grid":
         return optuna.samplers.GridSampler(grid_space(config.search_space), seed=seed)
-    limits = config.constraints
     return optuna.samplers.TPESampler(
         seed=seed,
-        constraints_func=(lambda trial: limits.violations(trial.user_attrs)) if limits.enabled else None,
         n_startup_trials=sampler.n_startup_trials,
         multivariate=sampler.multivariate,
         group=sampler.multivariate,

@@ -89,3 +89,16 @@ def test_single_class_is_an_error(tmp_path: Path) -> None:
     train = write(tmp_path / "train.txt", "".join(f"__label__a text {i}\n" for i in range(10)))
     with pytest.raises(DataError, match="at least 2 classes"):
         load_corpus(DataSpec(train_file=str(train)))
+
+
+def test_any_valid_utf8_is_accepted_and_only_newline_ends_a_record(tmp_path: Path) -> None:
+    """A byte-order mark is not text; U+2028, U+2029, U+0085 and form feeds are text, not line ends."""
+    ft = tmp_path / "bom.txt"
+    ft.write_bytes("\ufeff__label__1 one\u2028two\r\n__label__2 three\u2029four\x85five\x0csix\n".encode())
+    data = read_fasttext(ft)
+    assert data.labels == ["1", "2"] and data.line_numbers == [1, 2]
+    assert data.texts == ["one\u2028two", "three\u2029four\x85five\x0csix"]
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes("\ufefftext,label\n\"a\u2028b\",x\nc,y\n".encode())
+    rows = read_csv(csv)
+    assert rows.texts == ["a\u2028b", "c"] and rows.labels == ["x", "y"]

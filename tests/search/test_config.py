@@ -87,3 +87,17 @@ def test_left_out_sequence_length_and_vocabulary_come_from_the_data(tiny_files: 
     given = parse_config({"study_name": "s", "data": {"train_file": str(tiny_files["train"])},
                           "search_space": {"sequence_length": {"value": 50}, "max_features": {"value": 500}}})
     assert given.with_data_aware_space(stats).search_space["sequence_length"].values == [50]  # the config wins
+
+
+def test_study_name_override_renames_experiment_and_model(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    """Two studies run from one config must not share an experiment or move one champion alias."""
+    from search.cli import build_parser, load_study_config
+
+    config = tiny_config(tmp_path, tiny_files)
+    config["tracking"] = {"model_name": "tiny", "experiment": "tiny"}
+    path = write_config(tmp_path, config)
+    args = build_parser().parse_args(["run", "--config", str(path), "--study-name", "other"])
+    loaded = load_study_config(args)
+    assert (loaded.study_name, loaded.experiment_name, loaded.model_name) == ("other", "other", "other")
+    plain = load_study_config(build_parser().parse_args(["run", "--config", str(path)]))
+    assert plain.model_name == "tiny"

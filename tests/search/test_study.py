@@ -233,6 +233,8 @@ def test_constraints_keep_pruning_and_pick_a_feasible_champion(tmp_path: Path, t
     config = tiny_config(tmp_path, tiny_files, n_trials=4, constraints={"max_params": 2600},
                          enqueue=[base, {**base, "cell": "GRU", "bidirectional": True, "units": 8}])
     config["search_space"]["max_features"] = {"choices": [300]}
+    # No Keras model logged per trial: the champion's pyfunc model is logged at registration.
+    config["tracking"]["log_keras_model"] = False
     assert main(["run", "--config", str(write_config(tmp_path, config))]) == 0
     out = capsys.readouterr().out
     study = optuna.load_study(study_name="tiny", storage=config["storage"])
