@@ -50,7 +50,7 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -q >/dev/null && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 --no-install-recommends $$missing >/dev/null; \
 	    pgbin=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1); \
 	    if [ -n "$$pgbin" ] && ! command -v initdb >/dev/null; then ln -sf $$pgbin/initdb $$pgbin/pg_ctl $$pgbin/postgres /usr/local/bin/; fi; \
 	  else echo "missing:$$missing (install them; the tests that need them fail with a clear message)"; fi; \

@@ -78,7 +78,7 @@ def test_csv_errors(tmp_path: Path) -> None:
 
 
 def test_unseen_test_label_is_an_error(tmp_path: Path) -> None:
-    train = write(tmp_path / "train.txt", "".join(f"__label__{i % 2} text {i}\n" for i in range(20)))
+    train = write(tmp_path / "train.txt", "".join(f"__label__{i % 2} text {i}\n" for i in range(200)))
     test = write(tmp_path / "test.txt", "__label__0 fine\n__label__7 what\n")
     spec = DataSpec(train_file=str(train), test_file=str(test), cache_dir=str(tmp_path / "c"))
     with pytest.raises(DataError, match=r"test.txt:2: label '7' never occurs in training"):

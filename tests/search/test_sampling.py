@@ -53,6 +53,7 @@ def test_grid_sampler_walks_the_grid(tmp_path: Path, tiny_files: dict[str, Path]
     space["units"] = {"choices": [4, 8]}
     space["learning_rate"] = {"value": 0.01}
     space["regularizer"] = {"value": "none"}
+    space["pooling"] = {"value": "last"}
     config["search_space"] = space
     parsed = parse_config(config)
     study = create_study(parsed, heartbeat=False)
