@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check bench-serving lock clean
+	bench-efficiency bench-search compose-check bench-serving bench-defaults lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -78,6 +78,12 @@ bench-efficiency: setup
 bench-search: setup
 	$(PY) bench/search_quality.py --config studies/imdb.yaml --budget $(BUDGET) --reference 0.850 --goal 0.900
 	$(PY) bench/search_quality.py --config studies/amazon.yaml --budget $(BUDGET) --reference 0.886 --goal 0.890
+
+# Defaults-only studies (config = data files), 30 minutes each: chance-level trial share.
+bench-defaults: setup
+	$(PY) bench/short_data.py
+	$(PY) bench/search_quality.py --config studies/defaults_short.yaml --budget 1800
+	$(PY) bench/search_quality.py --config studies/defaults_reuters.yaml --budget 1800
 
 bench: bench-core bench-storage bench-throughput bench-efficiency bench-search
 	$(PY) bench/summarize.py

@@ -73,6 +73,13 @@ def start_engine() -> bool:
     return True
 
 
+def engine_versions() -> dict[str, str]:
+    server = sh("docker", "version", "--format", "{{.Server.Version}}", check=False).strip()
+    if not server and shutil.which("dockerd"):  # engine already stopped: the installed daemon's version
+        server = sh("dockerd", "--version", check=False).strip()
+    return {"docker": server, "compose": sh("docker", "compose", "version", "--short", check=False).strip()}
+
+
 def free_port() -> int:
     import socket
 
@@ -332,19 +339,17 @@ def main() -> int:
             t = time.monotonic()
             stack.compose("--profile", "serve", "down", "-v", "--remove-orphans", check=False, timeout=600)
             timings["down_v_s"] = round(time.monotonic() - t, 1)
+        engine = engine_versions()  # while the engine still answers
         if started_engine and not args.keep:
             sh(str(ENGINE), "stop", check=False, timeout=300)
     timings["total_s"] = round(time.monotonic() - t0, 1)
     passed = bool(checks) and all(c["ok"] for c in checks.values())
-    docker_version = sh("docker", "version", "--format", "{{.Server.Version}}", check=False).strip()
-    compose_version = sh("docker", "compose", "version", "--short", check=False).strip()
     write_result("compose", {
         "command": f"python bench/compose_check.py --target {args.target} --more {args.more} "
                    f"--workers {args.workers}",
         "passed": passed, "checks": checks, "timings_s": timings, "workers": args.workers,
         "target": args.target, "resumed_target": args.target + args.more, "started_engine": started_engine,
-        "engine": {"docker": docker_version, "compose": compose_version,
-                   "images": "stand-ins from ../shared/tools/docker (no registry reachable)"},
+        "engine": {**engine, "images": "stand-ins from ../shared/tools/docker (no registry reachable)"},
         "notes": notes,
     }, merge=False)
     print(f"compose check {'passed' if passed else 'FAILED'} in {timings['total_s']} s", flush=True)

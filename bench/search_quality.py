@@ -52,6 +52,21 @@ def trial_log(study: optuna.Study) -> list[dict]:
     return rows
 
 
+def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untyped-def]
+    """Share of trials that trained an epoch but never beat the majority class by 2 points."""
+    import numpy as np
+
+    from data_pipeline import load_corpus
+
+    y_val = load_corpus(config.data.resolved(ROOT)).y_val
+    chance = float(np.bincount(y_val).max() / len(y_val))
+    trained = [max(t.intermediate_values.values()) for t in study.trials if t.intermediate_values]
+    at_chance = [v for v in trained if v <= chance + 0.02]
+    return {"chance_level_accuracy": round(chance, 4), "chance_level_trials": len(at_chance),
+            "chance_level_trial_share": round(len(at_chance) / len(trained), 3) if trained else None,
+            "derived_from_data": study.user_attrs.get("derived_from_data")}
+
+
 def breakdown_markdown(rows: list[dict]) -> str:
     """Best validation accuracy and cost per model family / sequence length / vocabulary (pandas groupby)."""
     import pandas as pd
@@ -92,7 +107,10 @@ def markdown(name: str, r: dict) -> str:
         f"| notebooks' best test accuracy | {r['reference_accuracy']} |\n"
         f"| validation first above it after | {'never' if passed is None else f'{passed / 60:.0f} min'} |\n"
         f"| best validation accuracy over time | {curve} |\n"
-        f"\nChampion: `{json.dumps(r['best_params'], sort_keys=True)}`\n"
+        + (f"| trials at chance level (<= {r['chance_level_accuracy'] + 0.02:.4f}) | {r['chance_level_trials']} "
+           f"(share {r['chance_level_trial_share']}) |\n" if "chance_level_trial_share" in r else "")
+        + (f"| choices derived from the data | {r['derived_from_data']} |\n" if r.get("derived_from_data") else "")
+        + f"\nChampion: `{json.dumps(r['best_params'], sort_keys=True)}`\n"
         + breakdown_markdown(r.get("trial_log", []))
     )
 
@@ -101,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--budget", type=float, default=7200.0, help="wall-clock seconds for the search")
-    parser.add_argument("--reference", type=float, required=True, help="accuracy to beat")
+    parser.add_argument("--reference", type=float, default=None, help="accuracy to beat (optional)")
     parser.add_argument("--goal", type=float, default=None, help="champion test accuracy goal")
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the .json")
     parser.add_argument("--resummarize", action="store_true",
@@ -156,7 +174,7 @@ def main() -> None:
         if t.value is None or t.datetime_complete is None:
             continue
         seconds = (t.datetime_complete - first_start).total_seconds()
-        if passed_at is None and t.value > args.reference:
+        if passed_at is None and args.reference is not None and t.value > args.reference:
             passed_at = seconds
         if t.value > best:
             best = t.value
@@ -166,7 +184,8 @@ def main() -> None:
     test_accuracy = client.get_run(champion.run_id).data.metrics.get("test_accuracy")
     result = {
         "command": " ".join(["python", "bench/search_quality.py", "--config", args.config, "--budget",
-                             str(int(args.budget)), "--reference", str(args.reference)]
+                             str(int(args.budget))]
+                            + (["--reference", str(args.reference)] if args.reference is not None else [])
                             + (["--goal", str(args.goal)] if args.goal is not None else [])),
         "budget_seconds": args.budget, "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
         "goal_test_accuracy": args.goal,
@@ -174,7 +193,9 @@ def main() -> None:
         "best_val_accuracy_over_time": best_curve,
         "best_val_accuracy": study.best_value, "best_params": study.best_params,
         "champion_test_accuracy": test_accuracy, "reference_accuracy": args.reference,
-        "champion_beats_reference": bool(test_accuracy is not None and test_accuracy > args.reference),
+        "champion_beats_reference": None if args.reference is None else bool(
+            test_accuracy is not None and test_accuracy > args.reference),
+        **chance_level(study, config),
         "trials": len(study.trials), "finished_trials": len(finished),
         "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
         "epochs_run": epochs, "val_passed_reference_after_seconds": passed_at,

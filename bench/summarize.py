@@ -105,12 +105,13 @@ def serving_section() -> str:
 
 def search_section() -> str:
     parts = []
-    for name in ("search_imdb", "search_amazon"):
+    for name in ("search_imdb", "search_amazon", "search_defaults_short", "search_defaults_reuters"):
         path = RESULTS / f"{name}.md"
+        target = "bench-defaults" if "defaults" in name else "bench-search"
         if path.exists():
             parts.append("\n" + path.read_text().replace("# Search quality: ", "Search quality, ", 1))
         else:
-            parts.append(f"\n_`{name}` has not been run yet (`make bench-search`)._\n")
+            parts.append(f"\n_`{name}` has not been run yet (`make {target}`)._\n")
     return "".join(parts)
 
 
@@ -159,6 +160,25 @@ def headline() -> str:
             f"{s['goal_epochs_ratio']}, worst seed): {verdict}. Best validation accuracy after "
             f"{e['epoch_budget']} epochs (mean over seeds {seeds}): TPE+pruning {best.get('tpe_pruning')}, "
             f"random {best.get('random')}, the notebooks' grid {best.get('notebook_grid')}.")
+    t = _load("throughput")
+    if t and "goals" in t:
+        speed = ", ".join(f"{name} {d['speedup_vs_plain_fit']}x" for name, d in t["datasets"].items())
+        deltas = ", ".join(f"{name} {d['val_accuracy_delta']:+.4f}" for name, d in t["datasets"].items())
+        missed = [k for k, ok in t["goals"].items() if not ok]
+        lines.append(f"- **Trial speed** (length-bucketed batches vs plain padded `fit`, 3 seeds): {speed}; "
+                     f"validation accuracy delta {deltas}; `predict` cold start / `import keras` "
+                     f"{t['predict_cold_start_ratio']}. Goals missed: {', '.join(missed) or 'none'}.")
+    c = _load("compose")
+    if c:
+        lines.append(f"- **Container stack** (`make compose-check`, {c['workers']} workers): "
+                     f"{'passed' if c['passed'] else 'FAILED'}, {sum(x['ok'] for x in c['checks'].values())}/"
+                     f"{len(c['checks'])} checks, {c['timings_s']['total_s'] / 60:.1f} min end to end "
+                     f"(engine started by the check: {c['started_engine']}).")
+    s = _load("serving")
+    if s:
+        lines.append(f"- **Serving**: the champion behind `mlflow models serve` agrees with `predict` on "
+                     f"{s['agreement_texts']} texts ({s['labels_equal'] and s['probabilities_equal_4dp']}); "
+                     f"single-request p50 {s['single_request_ms']['p50']} ms.")
     gpu = _load("throughput_gpu")
     lines.append(f"- **GPU**: {gpu['device']} measured, see `throughput_gpu.json`." if gpu else
                  "- **GPU: not measured** (no accelerator was lent to the sessions that ran these).")
