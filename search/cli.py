@@ -408,6 +408,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     # MLflow suggests type hints on PythonModel.predict; the explicit signature is the contract.
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    warnings.filterwarnings("ignore", message=".*type hints? .*predict", category=UserWarning)
     warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
     try:
         import optuna
