@@ -31,6 +31,11 @@ def sequence_lengths(x: np.ndarray) -> np.ndarray:
     return np.where(nonzero.any(axis=1), last, 0).astype(np.int64)
 
 
+def trim_padding(x: np.ndarray) -> np.ndarray:
+    """A right-padded batch cut to its longest sequence (at least one column)."""
+    return x[:, :max(1, int(sequence_lengths(x).max()))]
+
+
 def bucket_boundaries(lengths: np.ndarray, max_length: int, n_buckets: int = DEFAULT_BUCKETS) -> list[int]:
     """At most ``n_buckets`` widths covering ``lengths``: quantiles rounded up to multiples of 8."""
     if max_length < 1:

@@ -21,12 +21,22 @@ def _steps_mask(inputs: Any, mask: Any) -> Any:
     return ops.cast(mask, inputs.dtype)
 
 
-@keras.saving.register_keras_serializable(package="rnn_search")
-class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+class _MaskedTimePooling(keras.layers.Layer):
+    """(batch, steps, features) -> (batch, features) over the unmasked steps; passes no mask on."""
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self.supports_masking = True
 
+    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="rnn_search")
+class MaskedGlobalMaxPooling1D(_MaskedTimePooling):
     def call(self, inputs: Any, mask: Any = None) -> Any:
         weights = ops.expand_dims(_steps_mask(inputs, mask), -1)
         lowest = ops.min(inputs) - 1.0
@@ -34,26 +44,10 @@ class MaskedGlobalMaxPooling1D(keras.layers.Layer):
         has_tokens = ops.max(weights, axis=1) > 0
         return ops.where(has_tokens, pooled, ops.zeros_like(pooled))
 
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], input_shape[2])
-
 
 @keras.saving.register_keras_serializable(package="rnn_search")
-class MaskedGlobalAveragePooling1D(keras.layers.Layer):
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
+class MaskedGlobalAveragePooling1D(_MaskedTimePooling):
     def call(self, inputs: Any, mask: Any = None) -> Any:
         weights = ops.expand_dims(_steps_mask(inputs, mask), -1)
         total = ops.sum(inputs * weights, axis=1)
         return total / ops.maximum(ops.sum(weights, axis=1), 1.0)
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], input_shape[2])

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from data_pipeline.batching import BatchPlan, bucket_boundaries, sequence_lengths
+from data_pipeline.batching import BatchPlan, bucket_boundaries, sequence_lengths, trim_padding
 
 
 class BucketedBatches(keras.utils.PyDataset):
@@ -78,8 +78,7 @@ def latency_ms(model: keras.Model, x: np.ndarray, batch_sizes: tuple[int, ...] =
 
     out: dict[int, float] = {}
     for size in batch_sizes:
-        batch = x[np.arange(size) % len(x)]
-        batch = batch[:, :max(1, int(sequence_lengths(batch).max()))]
+        batch = trim_padding(x[np.arange(size) % len(x)])
         model.predict_on_batch(batch)
         times = []
         for _ in range(repeats if size == 1 else max(2, repeats // 3)):
@@ -98,7 +97,7 @@ def predict(model: keras.Model, x: np.ndarray, *, bucketing: bool, batch_size: i
     if len(x) <= batch_size:
         # One batch (a served request): the compiled step directly, cut to the longest text;
         # predict() would build a data adapter per call, tens of ms for a single text.
-        return np.asarray(model.predict_on_batch(x[:, :max(1, int(sequence_lengths(x).max()))]))
+        return np.asarray(model.predict_on_batch(trim_padding(x)))
     batches = BucketedBatches(x, None, batch_size, boundaries or bucket_boundaries(sequence_lengths(x), x.shape[1]),
                               shuffle=False)
     out = np.asarray(model.predict(batches, verbose=0))

@@ -196,8 +196,12 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
 def _validate_data(config: Any) -> Any:
     """Read and validate every data file before anything is written; returns the config with
     data-derived choices for the parameters it left out (deterministic: every worker agrees)."""
+    from data_pipeline import load_corpus
     from data_pipeline.stats import corpus_stats
 
+    if not config.derived_from_data:
+        load_corpus(config.data)  # validation only: counting tokens would be wasted
+        return config
     return config.with_data_aware_space(corpus_stats(config.data))
 
 
@@ -287,7 +291,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out_dir}: exists and is not a directory")
     tracker = MlflowTracker(args.tracking_uri, experiment_name="", read_only=True)
     tracker.check_reachable()
-    out = pull(tracker, args.model, args.alias, Path(args.out))
+    out = pull(tracker, args.model, args.alias, out_dir)
     print(f"pulled models:/{args.model}@{args.alias} into {out}", flush=True)
     return 0
 
@@ -393,7 +397,8 @@ def import_keras_quietly() -> None:
 def quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # oneDNN stays on (TensorFlow's default): 1.6-1.9x the training examples/s of oneDNN off at the
-    # same accuracy (bench/results/throughput.json, runtime arms). TF_CPP_MIN_LOG_LEVEL quiets its notice.
+    # same accuracy (bench/results/throughput.json, runtime arms). Its import notice is muted by
+    # import_keras_quietly (TF_CPP_MIN_LOG_LEVEL cannot reach it).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
@@ -407,7 +412,6 @@ def quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     # MLflow suggests type hints on PythonModel.predict; the explicit signature is the contract.
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     warnings.filterwarnings("ignore", message=".*type hints? .*predict", category=UserWarning)
     warnings.filterwarnings("ignore", message=".*ExperimentalWarning.*")
     try:

@@ -28,7 +28,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     storage = make_storage(url)  # fail fast, and pool_pre_ping for PostgreSQL
     # optuna-dashboard answers any Host header and can delete studies: accept only the names
     # this server is reached by (DNS rebinding), as the MLflow server does.
-    hosts = allowed_hosts(args.host, args.port, args.allowed_hosts)
+    hosts = allowed_host_names(args.host, args.port, args.allowed_hosts)
     app = HostCheck(optuna_dashboard.wsgi(storage), hosts)
     print(f"optuna-dashboard on http://{args.host}:{args.port} for {mask_url(url)}", flush=True)
     # As PID 1 in a container Python ignores SIGTERM unless a handler is set: `docker stop`
@@ -39,11 +39,12 @@ def run_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def allowed_hosts(host: str, port: int, extra: str | None) -> set[str]:
+def allowed_host_names(host: str, port: int, extra: str | None) -> set[str]:
+    """Host headers a local UI accepts: its own address and localhost, with and without the port."""
     hosts = {host, "localhost", "127.0.0.1"}
     hosts |= {f"{h}:{port}" for h in list(hosts)}
     if extra:
-        hosts.update(h.strip().lower() for h in extra.split(",") if h.strip())
+        hosts.update(h.strip() for h in extra.split(",") if h.strip())
     return hosts
 
 
@@ -67,9 +68,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def mlflow_ui_command(tracking_uri: str, host: str, port: int, allowed_hosts: str | None = None) -> list[str]:
-    hosts = {f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", host, "localhost", "127.0.0.1"}
-    if allowed_hosts:
-        hosts.update(h.strip() for h in allowed_hosts.split(",") if h.strip())
+    hosts = allowed_host_names(host, port, allowed_hosts)
     executable = Path(sys.executable).with_name("mlflow")
     return [str(executable if executable.exists() else "mlflow"), "server",
             "--backend-store-uri", tracking_uri, "--host", host, "--port", str(port), "--workers", "1",
