@@ -161,6 +161,20 @@ def _tracker(config: Any, wait: float = 0.0) -> Any:
     return tracker
 
 
+def _warm_start(config: Any, uri: str) -> list[dict[str, Any]]:
+    """What a new study runs first, read before anything is written (a missing source study or
+    experiment is a one-line error). Only used if the study turns out to be new."""
+    from search.warm_start import warm_start_params
+
+    return warm_start_params(config, uri)
+
+
+def tracking_uri(config: Any) -> str:
+    from search.tracking import resolve_tracking_uri
+
+    return resolve_tracking_uri(config.tracking.uri)
+
+
 def _header(config: Any, tracker: Any, study: Any) -> None:
     from search.storage import count_states
     from search.urls import mask_url
@@ -223,6 +237,8 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     stop = GracefulStop().install()
     config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
+    # Before the tracker, which creates its store: a missing warm-start source writes nothing.
+    first = None if worker_mode else _warm_start(config, tracking_uri(config))
     tracker = NullTracker() if args.no_tracking else _tracker(config, args.wait)
     if worker_mode:
         study = load_study(config)
@@ -230,7 +246,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
             print("warning: other workers are running on a SQLite study; use PostgreSQL "
                   "(postgresql+psycopg://...) for parallel workers", file=sys.stderr, flush=True)
     else:
-        study = create_study(config)
+        study = create_study(config, first=first)
     import_keras_quietly()
     if tracker.enabled:
         tracker.ensure_experiment()
@@ -259,12 +275,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_study_config(args)
     config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
+    first = _warm_start(config, tracking_uri(config))
     tracker = _tracker(config, args.wait)
-    study = create_study(config, heartbeat=False)
+    study = create_study(config, heartbeat=False, first=first)
     experiment_id = tracker.ensure_experiment()
     tracker.refresh_study_summary(study, {"storage": mask_url(config.storage_url)})
     print(f"study {config.study_name} ready in {mask_url(config.storage_url)} "
-          f"({len(study.trials)} trials, {len(config.enqueue)} warm starts); "
+          f"({len(study.trials)} trials, {study.user_attrs.get('warm_start', {}).get('queued', 0)} queued to run "
+          "first); "
           f"experiment '{config.experiment_name}' (id {experiment_id}) on {tracker.masked_uri}", flush=True)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import optuna
 
@@ -11,6 +12,7 @@ from search.config import StudyConfig
 from search.identity import worker_id
 from search.space import grid_space
 from search.storage import StorageError, make_storage, study_exists
+from search.warm_start import warm_start_params
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,17 @@ def build_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def create_study(config: StudyConfig, *, heartbeat: bool = True) -> optuna.Study:
-    """Create the study (or load it if it exists) and enqueue the warm-start configs.
+def create_study(config: StudyConfig, *, heartbeat: bool = True, tracking_uri: str | None = None,
+                 first: list[dict[str, Any]] | None = None) -> optuna.Study:
+    """Create the study (or load it if it exists) and enqueue what runs first in a new study:
+    ``first`` if given, else ``warm_start_params`` (``enqueue``, the best of the ``warm_start``
+    sources, the baseline).
 
     Call this from one process only: concurrent ``create_study`` races on every backend.
     """
     storage = make_storage(config.storage_url, config.worker if heartbeat else None)
+    if first is None and not study_exists(storage, config.study_name):
+        first = warm_start_params(config, tracking_uri)  # a bad source fails before the study exists
     study = optuna.create_study(
         storage=storage,
         study_name=config.study_name,
@@ -78,12 +85,21 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True) -> optuna.Study
     n = len(study.get_trials(deepcopy=False))
     if n:
         study.sampler = build_sampler(config, n)
+        # Resumed: warm starts and the baseline were decided at creation; entries added to
+        # `enqueue` since then still run (skip_if_exists keeps re-runs from queueing twice).
+        for params in config.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+        return study
     study.set_metric_names(["val_accuracy"])
     if config.derived_from_data:
         study.set_user_attr("derived_from_data", config.derived_from_data)
-    for params in config.enqueue:
-        # skip_if_exists: re-running `init`/`run` never queues the same warm start twice.
+    queued = first if first is not None else warm_start_params(config, tracking_uri)
+    for params in queued:
+        # skip_if_exists: two `init`s racing on one new study never queue the same start twice.
         study.enqueue_trial(params, skip_if_exists=True)
+    study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
+                                       "experiments": config.warm_start.experiments,
+                                       "baseline_trial": config.sampler.baseline_trial})
     return study
 
 

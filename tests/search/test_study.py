@@ -44,7 +44,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory, tiny_files: dict[str, Pat
     assert main(["run", "--config", str(path)]) == 0
     client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
     versions.append(client.get_model_version_by_alias("tiny", "champion").version)
-    # Run 2 resumes the same study: WEAK is skipped (already there), STRONG queued, then sampled trials.
+    # Run 2 resumes the same study: the baseline queued at creation runs, WEAK is skipped (already
+    # there), STRONG is queued, then sampled trials.
     path = write_config(tmp, tiny_config(tmp, tiny_files, enqueue=[WEAK, STRONG], n_trials=5))
     assert main(["run", "--config", str(path)]) == 0
     versions.append(client.get_model_version_by_alias("tiny", "champion").version)
@@ -54,7 +55,11 @@ def finished(tmp_path_factory: pytest.TempPathFactory, tiny_files: dict[str, Pat
 def test_study_resumes_with_continuous_numbering(finished: Finished) -> None:
     trials = finished.study.get_trials()
     assert [t.number for t in trials] == list(range(6))
-    assert trials[0].params["learning_rate"] == 1e-5 and trials[1].params["learning_rate"] == 0.02
+    # Run 1 created the study with WEAK then the baseline queued (its learning rate 1e-3 clipped
+    # to this space's 3e-3); run 2 ran the baseline, then its new STRONG entry.
+    assert trials[0].params["learning_rate"] == 1e-5
+    assert trials[1].params["learning_rate"] == 3e-3 and trials[1].params["cell"] == "GRU"
+    assert trials[2].params["learning_rate"] == 0.02
     sampled = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(sampled)) == len(sampled)  # nothing repeated
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
@@ -156,6 +161,34 @@ def test_registry_model_and_pull_predict_match(finished: Finished, tmp_path: Pat
     assert "Validation accuracy" in mv.description and f"trial {mv.tags['trial_number']}" in mv.description
     assert {"val_accuracy", "test_accuracy", "params", "train_sha256", "test_sha256", "selection_rule"} <= set(mv.tags)
     assert json.loads(mv.tags["params"]) == finished.study.trials[int(mv.tags["trial_number"])].params
+
+
+def test_a_new_study_runs_the_best_of_earlier_studies_first(finished: Finished) -> None:
+    from search.warm_start import map_params
+
+    tmp = finished.tmp
+    source = sorted((t for t in finished.study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                    key=lambda t: t.value, reverse=True)[:2]
+    raw = tiny_config(tmp, {"train": finished.config.data.train_file, "test": finished.config.data.test_file},
+                      study_name="tiny_next", n_trials=1,
+                      warm_start={"studies": ["tiny"], "experiments": ["tiny"], "top_k": 2})
+    raw["search_space"]["max_features"] = {"choices": [400, 800]}  # "another data set": other sizes
+    raw["sampler"]["baseline_trial"] = False
+    path = write_config(tmp, raw, "next.yaml")
+    assert main(["run", "--config", str(path), "--no-tracking"]) == 0
+    study = optuna.load_study(study_name="tiny_next", storage=finished.config.storage_url)
+    space = load_config(path).search_space
+    expected = [map_params(t.params, space, {"max_features": [300, 500]}) for t in source]
+    # The study's best two, in order, their vocabulary moved to the same position among the new
+    # choices; the MLflow experiment's best two are the same trials (nearest value instead of
+    # position, so 300 -> 400 and 500 -> 400 may differ) and are queued after them unless equal.
+    assert expected[0]["max_features"] == {300: 400, 500: 800}[source[0].params["max_features"]]
+    assert study.trials[0].params == {**study.trials[0].params, **expected[0]}
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    waiting = [t.system_attrs["fixed_params"] for t in study.trials[1:]]  # enqueued, not run yet
+    assert len(study.trials) >= 2 and study.trials[1].state == optuna.trial.TrialState.WAITING
+    assert expected[1] in [expected[0], *waiting]
+    assert study.user_attrs["warm_start"]["queued"] == len(study.trials)
 
 
 def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_files: dict[str, Path]) -> None:

@@ -1,0 +1,166 @@
+"""Where a new study starts: a baseline trial and the best configurations of earlier studies.
+
+Optuna's ``enqueue_trial`` runs given parameters first; this module decides which parameters
+and maps them onto the new study's search space (the space may offer other choices, and the
+data-derived ``sequence_length``/``max_features`` mean different numbers on another data set).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from search.config import DATA_AWARE, PARAM_KINDS, ParamSpec, StudyConfig
+from search.errors import ConfigError, TrackingError
+from search.tracking import resolve_tracking_uri
+from search.urls import mask_url
+
+# The hand-tuner's first model (the issue's hand-written BiGRU): generic, not tuned to any one
+# data set. Data-dependent sizes take the middle of the study's choices.
+BASELINE: dict[str, Any] = {
+    "cell": "GRU", "bidirectional": True, "depth": 1, "embedding_dim": 128, "units": 64, "dropout": 0.3,
+    "regularizer": "none", "initializer": "glorot_uniform", "optimizer": "adam", "learning_rate": 1e-3,
+    "batch_size": 64, "pooling": "mean",
+}
+
+
+def _nearest(value: float, choices: list[Any]) -> Any:
+    # Sizes and rates are compared on a log scale (64 is as far from 32 as from 128).
+    def distance(c: float) -> float:
+        if value > 0 and c > 0:
+            return abs(math.log(c) - math.log(value))
+        return abs(c - value)
+
+    return min(choices, key=distance)
+
+
+def map_value(name: str, value: Any, spec: ParamSpec, source_choices: list[Any] | None = None) -> Any:
+    """``value`` as a valid suggestion for ``spec``, or None where the space has no counterpart.
+
+    Data-dependent parameters keep their relative position among the source study's choices
+    (its 90th-percentile length becomes this data set's 90th-percentile length); other numbers
+    go to the nearest choice or are clipped to the range.
+    """
+    kind = PARAM_KINDS[name][0]
+    numeric = kind in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool)
+    if spec.value is not None:
+        return None  # fixed: nothing to suggest
+    if spec.choices is not None:
+        same_type = [c for c in spec.choices if type(c) is type(value) or (numeric and kind == "float")]
+        if value in same_type:
+            return value
+        if not numeric:
+            return None
+        if name in DATA_AWARE and source_choices and value in source_choices and len(source_choices) > 1:
+            position = source_choices.index(value) / (len(source_choices) - 1)
+            return spec.choices[round(position * (len(spec.choices) - 1))]
+        return _nearest(float(value), list(spec.choices))
+    if not numeric:
+        return None
+    assert spec.low is not None and spec.high is not None
+    clipped = min(max(float(value), float(spec.low)), float(spec.high))
+    if kind == "int":
+        step = int(spec.step or 1)
+        return int(spec.low) + round((clipped - spec.low) / step) * step
+    return clipped
+
+
+def map_params(params: dict[str, Any], space: dict[str, ParamSpec],
+               source_choices: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """The parameters that have a counterpart in ``space``; the sampler draws the others."""
+    out = {}
+    for name, value in params.items():
+        if name not in space:
+            continue
+        mapped = map_value(name, value, space[name], (source_choices or {}).get(name))
+        if mapped is not None:
+            out[name] = mapped
+    if out.get("regularizer") == "none":
+        out.pop("regularizer_strength", None)
+    return out
+
+
+def baseline_params(space: dict[str, ParamSpec]) -> dict[str, Any]:
+    middle = {name: sorted(space[name].choices)[len(space[name].choices) // 2]  # type: ignore[arg-type]
+              for name in DATA_AWARE if name in space and space[name].choices}
+    return map_params({**BASELINE, **middle}, space)
+
+
+def _from_study(name: str, url: str, top_k: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
+    import optuna
+
+    from search.storage import is_sqlite, make_storage, sqlite_path, study_exists
+
+    path = sqlite_path(url) if is_sqlite(url) else None
+    if path is not None and not path.is_file():  # opening it would create an empty database
+        raise ConfigError(f"warm_start.studies: no study '{name}' ({mask_url(url)} does not exist)")
+    storage = make_storage(url)
+    if not study_exists(storage, name):
+        raise ConfigError(f"warm_start.studies: no study '{name}' in {mask_url(url)}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if t.value is not None]
+    trials.sort(key=lambda t: t.value, reverse=True)  # type: ignore[arg-type, return-value]
+    out = []
+    for t in trials[:top_k]:
+        choices = {k: list(d.choices) for k, d in t.distributions.items()
+                   if isinstance(d, optuna.distributions.CategoricalDistribution)}
+        out.append((dict(t.params), choices))
+    return out
+
+
+def _parse(name: str, text: str) -> Any:
+    kind = PARAM_KINDS[name][0]
+    if kind == "bool":
+        return text == "True"
+    if kind == "int":
+        return int(float(text))
+    if kind == "float":
+        return float(text)
+    return text
+
+
+def _from_experiment(name: str, uri: str, top_k: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
+    from mlflow.tracking import MlflowClient
+
+    from search.storage import sqlite_path
+
+    if uri.startswith("sqlite:") and not (sqlite_path(uri) or Path("-")).is_file():
+        raise ConfigError(f"warm_start.experiments: no experiment '{name}' ({mask_url(uri)} does not exist)")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        runs = [] if experiment is None else client.search_runs(
+            [experiment.experiment_id], filter_string="tags.trial_state = 'COMPLETE'",
+            order_by=["metrics.best_val_accuracy DESC"], max_results=top_k)
+    except Exception as exc:  # unreachable server, refused request: one line, the URI masked
+        raise TrackingError(f"warm_start.experiments: tracking {mask_url(uri)} unreachable: "
+                            f"{type(exc).__name__}") from None
+    if experiment is None:
+        raise ConfigError(f"warm_start.experiments: no experiment '{name}' on {mask_url(uri)}")
+    return [({k: _parse(k, v) for k, v in run.data.params.items() if k in PARAM_KINDS}, {}) for run in runs]
+
+
+def warm_start_params(config: StudyConfig, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """Parameters to enqueue, in order: the config's ``enqueue``, the best configurations of the
+    ``warm_start`` sources (mapped onto this space), then the baseline (TPE studies, if on)."""
+    ws = config.warm_start
+    candidates: list[dict[str, Any]] = [dict(p) for p in config.enqueue]
+    sources: list[tuple[dict[str, Any], dict[str, list[Any]]]] = []
+    for name in ws.studies:
+        if name == config.study_name:
+            raise ConfigError(f"warm_start.studies: '{name}' is this study")
+        sources += _from_study(name, ws.storage or config.storage_url, ws.top_k)
+    for name in ws.experiments:
+        sources += _from_experiment(name, tracking_uri or resolve_tracking_uri(config.tracking.uri), ws.top_k)
+    candidates += [map_params(params, config.search_space, choices) for params, choices in sources]
+    if config.sampler.type == "tpe" and config.sampler.baseline_trial:
+        candidates.append(baseline_params(config.search_space))
+    unique, seen = [], set()
+    for params in candidates:
+        key = tuple(sorted(params.items()))
+        if params and key not in seen:
+            seen.add(key)
+            unique.append(params)
+    return unique

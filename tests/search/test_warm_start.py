@@ -1,0 +1,73 @@
+"""What a new study runs first: value mapping, the baseline trial, order and de-duplication."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_pipeline.stats import CorpusStats
+from search.config import ParamSpec, parse_config
+from search.warm_start import BASELINE, baseline_params, map_params, map_value, warm_start_params
+from tests.conftest import tiny_config
+
+
+def spec(**kw: object) -> ParamSpec:
+    return ParamSpec(**kw)  # type: ignore[arg-type]
+
+
+def test_offered_choice_is_kept_and_others_go_to_the_nearest_on_a_log_scale() -> None:
+    units = spec(choices=[16, 32, 256])
+    assert map_value("units", 32, units) == 32
+    assert map_value("units", 64, units) == 32  # 64/32 = 2 < 256/64 = 4 (linear: 256 - 64 > 64 - 32 too)
+    assert map_value("units", 120, units) == 256  # log: 256/120 < 120/32; linear would pick 32
+    assert map_value("dropout", 0.25, spec(choices=[0.0, 0.2, 0.5])) == 0.2
+
+
+def test_data_dependent_sizes_keep_their_relative_position() -> None:
+    # The source's 90th-percentile length (middle of 3) becomes this data set's middle choice,
+    # although 200 is nearest to 176 on any scale.
+    lengths = spec(choices=[176, 464, 912])
+    assert map_value("sequence_length", 200, lengths, source_choices=[100, 200, 400]) == 464
+    assert map_value("max_features", 400, spec(choices=[3000, 6000]), source_choices=[100, 200, 400]) == 6000
+    # Without the source's choices (an MLflow run) the nearest value is used.
+    assert map_value("sequence_length", 200, lengths) == 176
+
+
+def test_ranges_clip_and_respect_the_step() -> None:
+    assert map_value("learning_rate", 0.5, spec(low=1e-4, high=1e-2, log=True)) == 1e-2
+    assert map_value("depth", 7, spec(low=1, high=3)) == 3
+    assert map_value("units", 50, spec(low=16, high=128, step=16)) == 48
+
+
+def test_what_the_space_cannot_take_is_left_to_the_sampler() -> None:
+    assert map_value("cell", "LSTM", spec(choices=["GRU", "SimpleRNN"])) is None
+    assert map_value("units", 64, spec(value=32)) is None  # fixed: nothing to suggest
+    assert map_value("bidirectional", 1, spec(choices=[True, False])) is None  # an int is not a bool
+    space = {"regularizer": spec(choices=["none", "l2"]), "regularizer_strength": spec(low=1e-7, high=1e-4)}
+    assert map_params({"regularizer": "l1", "regularizer_strength": 1e-3, "kernel": 3}, space) == {
+        "regularizer_strength": 1e-4}
+    assert map_params({"regularizer": "none", "regularizer_strength": 1e-5}, space) == {"regularizer": "none"}
+
+
+def test_baseline_takes_the_middle_of_data_derived_choices(tmp_path: Path) -> None:
+    files = {"train": tmp_path / "t.txt", "test": tmp_path / "s.txt"}
+    raw = tiny_config(tmp_path, files)
+    raw["search_space"] = {}
+    config = parse_config(raw)
+    stats = CorpusStats(n_train=5000, n_classes=2, mean_tokens=78.5, token_percentiles={"50": 70, "90": 143, "99": 179},
+                        vocabulary=28304, vocabulary_min2=12195)
+    config = config.with_data_aware_space(stats)
+    params = baseline_params(config.search_space)
+    assert params["sequence_length"] == 144 and params["max_features"] == 6000
+    assert {k: params[k] for k in BASELINE} == BASELINE  # the default space offers every baseline value
+
+
+def test_order_dedupe_and_which_samplers_get_a_baseline(tmp_path: Path) -> None:
+    files = {"train": tmp_path / "t.txt", "test": tmp_path / "s.txt"}
+    raw = tiny_config(tmp_path, files)
+    base = baseline_params(parse_config(raw).search_space)
+    first = {"cell": "SimpleRNN", "units": 4}
+    config = parse_config({**raw, "enqueue": [first, base]})
+    assert warm_start_params(config) == [first, base]  # the baseline is not queued twice
+    assert warm_start_params(parse_config({**raw, "sampler": {"type": "random"}})) == []
+    off = parse_config({**raw, "sampler": {"type": "tpe", "baseline_trial": False}})
+    assert warm_start_params(off) == []
