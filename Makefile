@@ -12,8 +12,8 @@ export PYTHONUNBUFFERED := 1
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
-EPOCHS ?= 36
-SEEDS ?= 1
+EPOCHS ?= 96
+SEEDS ?= 1 2 3 4 5
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock

@@ -120,7 +120,8 @@ def efficiency_section() -> str:
     if not path.exists():
         return "\n_`make bench-efficiency` has not been run yet._\n"
     body = path.read_text().replace("# Efficiency: ", "Efficiency, ", 1)
-    return f"\n{body}\nFigure: `bench/results/efficiency.html` (best validation accuracy vs cumulative epochs).\n"
+    return (f"\n{body}\nFigure: `bench/results/efficiency.html` (best validation accuracy so far vs cumulative "
+            "epochs and vs wall seconds, mean ± sd over seeds).\n")
 
 
 def _load(name: str) -> dict | None:
@@ -144,22 +145,22 @@ def headline() -> str:
             f"({r['finished_trials']} finished trials, {r['epochs_run']} epochs); best validation "
             f"accuracy {r['best_val_accuracy']:.4f}.")
     e = _load("efficiency")
-    if e and "summary" in e:
+    if e and "summary" in e and e.get("version") == 2:
         s = e["summary"]
-        best = s["mean_best_val_accuracy"]
+        at = s["best_val_accuracy_at"]
         seeds = ", ".join(map(str, e["seeds"]))
-        if not s["goal_met"]:
-            verdict = "missed"
-        elif s["goal_met_only_through_shared_trials"]:
-            verdict = ("met on paper only: on some seed random's best came from a startup trial both arms share "
-                       "(same seed), so the ratio does not show TPE finding better models faster")
-        else:
-            verdict = "met"
+        ratio_ok = "met" if s["epochs_ratio_vs_random_mean"] <= s["goal_epochs_ratio_mean"] else "missed"
+
+        def flags(d: dict) -> str:
+            return "/".join("yes" if d[p] else "no" for p in ("25", "50", "100"))
+
         lines.append(
-            f"- **Efficiency**: `epochs_ratio_vs_random` {s['epochs_ratio_vs_random']} (goal <= "
-            f"{s['goal_epochs_ratio']}, worst seed): {verdict}. Best validation accuracy after "
-            f"{e['epoch_budget']} epochs (mean over seeds {seeds}): TPE+pruning {best.get('tpe_pruning')}, "
-            f"random {best.get('random')}, the notebooks' grid {best.get('notebook_grid')}.")
+            f"- **Efficiency** ({e['config']}, {e['epoch_budget']} epochs per arm, seeds {seeds} of "
+            f"{len(e['seeds_planned'])} planned): `epochs_ratio_vs_random_mean` {s['epochs_ratio_vs_random_mean']} "
+            f"(goal <= {s['goal_epochs_ratio_mean']}: {ratio_ok}); recommended strategy ({s['recommended_arm']}) "
+            f"at or above the grid at 25/50/100 % of the budget: {flags(s['beats_grid_at'])}, above random: "
+            f"{flags(s['beats_random_at'])}. Best validation accuracy at 100 %: "
+            + ", ".join(f"{arm} {v['mean']:.4f}" for arm, v in at["100"].items()) + ".")
     t = _load("throughput")
     if t and "goals" in t:
         speed = ", ".join(f"{name} {d['speedup_vs_plain_fit']}x" for name, d in t["datasets"].items())

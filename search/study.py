@@ -97,9 +97,9 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True, tracking_uri: s
     for params in queued:
         # skip_if_exists: two `init`s racing on one new study never queue the same start twice.
         study.enqueue_trial(params, skip_if_exists=True)
+    baseline = config.sampler.type == "tpe" and config.sampler.baseline_trial
     study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
-                                       "experiments": config.warm_start.experiments,
-                                       "baseline_trial": config.sampler.baseline_trial})
+                                       "experiments": config.warm_start.experiments, "baseline_trial": baseline})
     return study
 
 

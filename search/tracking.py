@@ -311,10 +311,11 @@ class MlflowTracker:
         metrics = [Metric(f"n_{state.lower()}", float(n), now, step) for state, n in counts.items()]
         tags = [RunTag(k, v) for k, v in (extra_tags or {}).items()]
         summary: dict[str, Any] = {"study_name": study.study_name, "counts": counts}
-        derived = study.user_attrs.get("derived_from_data")
-        if derived:
-            tags.append(RunTag("derived_from_data", json.dumps(derived)))
-            summary["derived_from_data"] = derived
+        for key in ("derived_from_data", "warm_start"):  # how the study's space and first trials were chosen
+            value = study.user_attrs.get(key)
+            if value:
+                tags.append(RunTag(key, json.dumps(value)))
+                summary[key] = value
         try:
             best = study.best_trial
         except ValueError:

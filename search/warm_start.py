@@ -146,6 +146,14 @@ def warm_start_params(config: StudyConfig, tracking_uri: str | None = None) -> l
     """Parameters to enqueue, in order: the config's ``enqueue``, the best configurations of the
     ``warm_start`` sources (mapped onto this space), then the baseline (TPE studies, if on)."""
     ws = config.warm_start
+    for i, entry in enumerate(config.enqueue):
+        for name, value in entry.items():
+            offered = config.search_space[name].values if name in config.search_space else None
+            # Optuna runs an out-of-range float as given, but a categorical value that is not
+            # offered fails the trial; data-derived choices are only known here.
+            if offered is not None and not any(type(v) is type(value) and v == value for v in offered):
+                raise ConfigError(f"enqueue[{i}].{name}: {value!r} is not one of the search space's choices "
+                                  f"{offered}")
     candidates: list[dict[str, Any]] = [dict(p) for p in config.enqueue]
     sources: list[tuple[dict[str, Any], dict[str, list[Any]]]] = []
     for name in ws.studies:

@@ -182,6 +182,8 @@ CASES = [
          "a log range needs low > 0"),
     Case("enqueue unknown parameter", run_with(enqueue=[{"kernel": 3}]), "enqueue[0].kernel: unknown parameter"),
     Case("enqueue bad value", run_with(enqueue=[{"units": -4}]), "enqueue[0].units: units must be in"),
+    Case("enqueue value not offered", run_with(enqueue=[{"units": 16}]),
+         "enqueue[0].units: 16 is not one of the search space's choices [4, 8]"),
     Case("warm-start study missing", run_with(warm_start={"studies": ["gone"]}),
          "warm_start.studies: no study 'gone'"),
     Case("warm-start study not in storage", run_with(warm_start={"studies": ["gone"],

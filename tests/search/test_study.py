@@ -189,6 +189,10 @@ def test_a_new_study_runs_the_best_of_earlier_studies_first(finished: Finished) 
     assert len(study.trials) >= 2 and study.trials[1].state == optuna.trial.TrialState.WAITING
     assert expected[1] in [expected[0], *waiting]
     assert study.user_attrs["warm_start"]["queued"] == len(study.trials)
+    from search.report import build_report
+
+    note = build_report(study).notes["warm_start"]
+    assert note.startswith(f"{len(study.trials)} configuration(s) queued") and "study tiny, experiment tiny" in note
 
 
 def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
