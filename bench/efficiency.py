@@ -36,6 +36,7 @@ efficiency.json, efficiency.md and efficiency.html (plotly, CDN script).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import statistics
@@ -314,9 +315,15 @@ def main() -> None:
     quiet()
     path = RESULTS / "efficiency.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
+    # Resuming adds to the stored runs only under the same budget and the same config text:
+    # an edited study file (another search space) starts the comparison again.
+    config_sha = hashlib.sha256((ROOT / args.config).read_bytes()).hexdigest()
     same = (previous.get("config"), previous.get("epoch_budget"), previous.get("max_epochs"),
-            previous.get("version")) == (args.config, args.epochs, args.max_epochs, 2)
+            previous.get("version"), previous.get("config_sha256", config_sha)) == (
+            args.config, args.epochs, args.max_epochs, 2, config_sha)
     runs: list[dict[str, Any]] = list(previous.get("runs", [])) if same else []
+    if previous and not same and not args.resummarize:
+        print(f"{path}: other budget or config text; starting the comparison again", flush=True)
     seeds = sorted(set(args.seeds) | ({r["seed"] for r in runs}))
     command = (f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
                f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}")
@@ -324,7 +331,8 @@ def main() -> None:
     def save() -> None:
         done = [s for s in seeds if all(any(r["arm"] == a and r["seed"] == s for r in runs) for a in ARMS)]
         result: dict[str, Any] = {
-            "version": 2, "command": command, "config": args.config, "epoch_budget": args.epochs,
+            "version": 2, "command": command, "config": args.config, "config_sha256": config_sha,
+            "epoch_budget": args.epochs,
             "max_epochs": args.max_epochs, "seeds": done, "seeds_planned": seeds, "runs": runs,
             "notebook_grid_space": NOTEBOOK_GRID, "arms": list(ARMS),
         }
