@@ -270,10 +270,14 @@ def markdown(result: dict[str, Any]) -> str:
     s = result["summary"]
     lines = [f"# Efficiency: {result['config']}, {result['epoch_budget']} epochs per arm, "
              f"max {result['max_epochs']} per trial, seeds {', '.join(map(str, result['seeds']))}", "",
-             f"`{result['command']}`", "",
-             "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", "",
-             "| arm | 25 % | 50 % | 100 % | trials (complete/pruned), mean | wall s, mean |",
-             "|---|---|---|---|---|---|"]
+             f"`{result['command']}`", ""]
+    if len(result["seeds"]) < len(result["seeds_planned"]):
+        lines += [f"Partial: {len(result['seeds'])} of {len(result['seeds_planned'])} planned seeds measured; "
+                  "re-running the command continues with the rest.", ""]
+    lines += ["Wall seconds depend on other load on the (shared) machine; epochs do not.", "",
+              "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", "",
+              "| arm | 25 % | 50 % | 100 % | trials (complete/pruned), mean | wall s, mean |",
+              "|---|---|---|---|---|---|"]
     n = len(result["seeds"])
     for arm in arms_in(result["runs"], result["seeds"]):
         runs = [r for r in result["runs"] if r["arm"] == arm and r["seed"] in result["seeds"]]
