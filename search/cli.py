@@ -161,20 +161,6 @@ def _tracker(config: Any, wait: float = 0.0) -> Any:
     return tracker
 
 
-def _warm_start(config: Any, uri: str) -> list[dict[str, Any]]:
-    """What a new study runs first, read before anything is written (a missing source study or
-    experiment is a one-line error). Only used if the study turns out to be new."""
-    from search.warm_start import warm_start_params
-
-    return warm_start_params(config, uri)
-
-
-def tracking_uri(config: Any) -> str:
-    from search.tracking import resolve_tracking_uri
-
-    return resolve_tracking_uri(config.tracking.uri)
-
-
 def _header(config: Any, tracker: Any, study: Any) -> None:
     from search.storage import count_states
     from search.urls import mask_url
@@ -227,7 +213,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     from search.signals import GracefulStop
     from search.storage import check_reachable as check_storage
     from search.storage import count_states, is_sqlite, stale_trial_hooks
-    from search.study import create_study, load_study
+    from search.study import create_study, first_trials, load_study
     from search.tracking import NullTracker
     from search.worker import run_worker
 
@@ -238,7 +224,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
     # Before the tracker, which creates its store: a missing warm-start source writes nothing.
-    first = None if worker_mode else _warm_start(config, tracking_uri(config))
+    first = None if worker_mode else first_trials(config)
     tracker = NullTracker() if args.no_tracking else _tracker(config, args.wait)
     if worker_mode:
         study = load_study(config)
@@ -269,13 +255,13 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from search.storage import check_reachable as check_storage
-    from search.study import create_study
+    from search.study import create_study, first_trials
     from search.urls import mask_url
 
     config = load_study_config(args)
     config = _validate_data(config)
     check_storage(config.storage_url, wait=args.wait)
-    first = _warm_start(config, tracking_uri(config))
+    first = first_trials(config)  # before the tracker, which creates its store
     tracker = _tracker(config, args.wait)
     study = create_study(config, heartbeat=False, first=first)
     experiment_id = tracker.ensure_experiment()

@@ -152,6 +152,10 @@ class SamplerConfig(_Strict):
     # search starts where tuning by hand would and only has to improve on it.
     baseline_trial: bool = True
 
+    @property
+    def runs_baseline(self) -> bool:
+        return self.type == "tpe" and self.baseline_trial
+
 
 class PrunerConfig(_Strict):
     # Hyperband over epochs: chosen by bench/efficiency.py (TPE+Hyperband vs TPE+median).

@@ -198,6 +198,12 @@ def sqlite_path(url: str) -> Path | None:
     return None if not path or path == ":memory:" else Path(path)
 
 
+def missing_sqlite_file(url: str) -> bool:
+    """A ``sqlite:///`` URL whose file does not exist (opening it would create an empty database)."""
+    path = sqlite_path(url) if is_sqlite(url) else None
+    return path is not None and not path.is_file()
+
+
 def check_sqlite_path(url: str, must_exist: bool = False) -> None:
     """Fail before anything is written: the file must be writable or creatable (or exist, for readers)."""
     path = sqlite_path(url)

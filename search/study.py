@@ -11,7 +11,7 @@ import optuna
 from search.config import StudyConfig
 from search.identity import worker_id
 from search.space import grid_space
-from search.storage import StorageError, make_storage, study_exists
+from search.storage import StorageError, make_storage, missing_sqlite_file, study_exists
 from search.warm_start import warm_start_params
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,22 @@ def build_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def create_study(config: StudyConfig, *, heartbeat: bool = True, tracking_uri: str | None = None,
+def _has_trials(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
+    if not study_exists(storage, study_name):
+        return False
+    return bool(storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False))
+
+
+def first_trials(config: StudyConfig) -> list[dict[str, Any]] | None:
+    """What a new study runs first (``warm_start_params``), read without writing anything; None
+    when the study already has trials (resumed: that was decided when it was created)."""
+    url = config.storage_url
+    if not missing_sqlite_file(url) and _has_trials(make_storage(url), config.study_name):
+        return None
+    return warm_start_params(config)
+
+
+def create_study(config: StudyConfig, *, heartbeat: bool = True,
                  first: list[dict[str, Any]] | None = None) -> optuna.Study:
     """Create the study (or load it if it exists) and enqueue what runs first in a new study:
     ``first`` if given, else ``warm_start_params`` (``enqueue``, the best of the ``warm_start``
@@ -72,8 +87,8 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True, tracking_uri: s
     Call this from one process only: concurrent ``create_study`` races on every backend.
     """
     storage = make_storage(config.storage_url, config.worker if heartbeat else None)
-    if first is None and not study_exists(storage, config.study_name):
-        first = warm_start_params(config, tracking_uri)  # a bad source fails before the study exists
+    if first is None and not _has_trials(storage, config.study_name):
+        first = warm_start_params(config)  # a bad source fails before the study exists
     study = optuna.create_study(
         storage=storage,
         study_name=config.study_name,
@@ -93,13 +108,13 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True, tracking_uri: s
     study.set_metric_names(["val_accuracy"])
     if config.derived_from_data:
         study.set_user_attr("derived_from_data", config.derived_from_data)
-    queued = first if first is not None else warm_start_params(config, tracking_uri)
+    queued = first if first is not None else warm_start_params(config)  # trials vanished meanwhile
     for params in queued:
         # skip_if_exists: two `init`s racing on one new study never queue the same start twice.
         study.enqueue_trial(params, skip_if_exists=True)
-    baseline = config.sampler.type == "tpe" and config.sampler.baseline_trial
     study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
-                                       "experiments": config.warm_start.experiments, "baseline_trial": baseline})
+                                       "experiments": config.warm_start.experiments,
+                                       "baseline_trial": config.sampler.runs_baseline})
     return study
 
 

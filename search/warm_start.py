@@ -8,11 +8,11 @@ data-derived ``sequence_length``/``max_features`` mean different numbers on anot
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from search.config import DATA_AWARE, PARAM_KINDS, ParamSpec, StudyConfig
 from search.errors import ConfigError, TrackingError
+from search.storage import missing_sqlite_file
 from search.tracking import resolve_tracking_uri
 from search.urls import mask_url
 
@@ -90,10 +90,9 @@ def baseline_params(space: dict[str, ParamSpec]) -> dict[str, Any]:
 def _from_study(name: str, url: str, top_k: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
     import optuna
 
-    from search.storage import is_sqlite, make_storage, sqlite_path, study_exists
+    from search.storage import make_storage, study_exists
 
-    path = sqlite_path(url) if is_sqlite(url) else None
-    if path is not None and not path.is_file():  # opening it would create an empty database
+    if missing_sqlite_file(url):
         raise ConfigError(f"warm_start.studies: no study '{name}' ({mask_url(url)} does not exist)")
     storage = make_storage(url)
     if not study_exists(storage, name):
@@ -124,9 +123,7 @@ def _parse(name: str, text: str) -> Any:
 def _from_experiment(name: str, uri: str, top_k: int) -> list[tuple[dict[str, Any], dict[str, list[Any]]]]:
     from mlflow.tracking import MlflowClient
 
-    from search.storage import sqlite_path
-
-    if uri.startswith("sqlite:") and not (sqlite_path(uri) or Path("-")).is_file():
+    if missing_sqlite_file(uri):
         raise ConfigError(f"warm_start.experiments: no experiment '{name}' ({mask_url(uri)} does not exist)")
     client = MlflowClient(tracking_uri=uri)
     try:
@@ -142,7 +139,7 @@ def _from_experiment(name: str, uri: str, top_k: int) -> list[tuple[dict[str, An
     return [({k: _parse(k, v) for k, v in run.data.params.items() if k in PARAM_KINDS}, {}) for run in runs]
 
 
-def warm_start_params(config: StudyConfig, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+def warm_start_params(config: StudyConfig) -> list[dict[str, Any]]:
     """Parameters to enqueue, in order: the config's ``enqueue``, the best configurations of the
     ``warm_start`` sources (mapped onto this space), then the baseline (TPE studies, if on)."""
     ws = config.warm_start
@@ -161,9 +158,9 @@ def warm_start_params(config: StudyConfig, tracking_uri: str | None = None) -> l
             raise ConfigError(f"warm_start.studies: '{name}' is this study")
         sources += _from_study(name, ws.storage or config.storage_url, ws.top_k)
     for name in ws.experiments:
-        sources += _from_experiment(name, tracking_uri or resolve_tracking_uri(config.tracking.uri), ws.top_k)
+        sources += _from_experiment(name, resolve_tracking_uri(config.tracking.uri), ws.top_k)
     candidates += [map_params(params, config.search_space, choices) for params, choices in sources]
-    if config.sampler.type == "tpe" and config.sampler.baseline_trial:
+    if config.sampler.runs_baseline:
         candidates.append(baseline_params(config.search_space))
     unique, seen = [], set()
     for params in candidates:

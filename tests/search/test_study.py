@@ -193,6 +193,9 @@ def test_a_new_study_runs_the_best_of_earlier_studies_first(finished: Finished) 
 
     note = build_report(study).notes["warm_start"]
     assert note.startswith(f"{len(study.trials)} configuration(s) queued") and "study tiny, experiment tiny" in note
+    # Resumed, the study does not read its sources again: one that is gone since is no error.
+    raw["warm_start"] = {"studies": ["gone"]}
+    assert main(["run", "--config", str(write_config(tmp, raw, "next.yaml")), "--no-tracking"]) == 0
 
 
 def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
