@@ -72,9 +72,12 @@ class BatchPlan:
                                      len(self.boundaries) - 1)
 
     def ordered(self) -> list[Batch]:
-        """Evaluation order: rows sorted by length (stable), batches cut in that order."""
+        """Evaluation order: rows sorted by length (stable), batches cut in that order (the
+        second batch swapped for one of another width, see ``lead_with_two_widths``)."""
         order = np.argsort(self.lengths, kind="stable")
-        return [self._batch(order[i:i + self.batch_size]) for i in range(0, len(order), self.batch_size)]
+        batches = [self._batch(order[i:i + self.batch_size]) for i in range(0, len(order), self.batch_size)]
+        lead_with_two_widths(batches)
+        return batches
 
     def shuffled(self, rng: np.random.Generator) -> list[Batch]:
         """Training order: random rows within each bucket, full batches per bucket, then the

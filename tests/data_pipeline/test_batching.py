@@ -47,7 +47,8 @@ def test_training_plan_covers_every_row_once_and_never_cuts_a_token(batch_size: 
     first, second = plan.shuffled(np.random.default_rng(3)), plan.shuffled(np.random.default_rng(4))
     assert [b.indices.tolist() for b in first] != [b.indices.tolist() for b in second]  # reshuffled
     assert len({b.width for b in first}) <= len(plan.boundaries)
-    if len({b.width for b in first}) > 1:
-        assert first[0].width != first[1].width  # Keras infers the input spec from two batches
+    for batches in (first, plan.ordered()):
+        if len({b.width for b in batches}) > 1:
+            assert batches[0].width != batches[1].width  # Keras infers the input spec from two batches
     computed, padding = padded_positions(lengths, first)
     assert computed < 301 * 120 and padding < computed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from data_pipeline.batching import bucket_boundaries, sequence_lengths, width_for
 from models import training
 from models.builder import build_model
 from models.params import ModelParams
@@ -58,3 +59,26 @@ def test_fit_on_bucketed_batches_learns_and_reports_validation() -> None:
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert training.can_bucket("post", True) and not training.can_bucket("pre", True)
     assert not training.can_bucket("post", False)
+
+
+def test_validation_whose_shortest_rows_fill_two_batches_still_runs() -> None:
+    """IMDB regression: 5,000 validation rows in batches of 256, length order, the two shortest
+    batches of one width: Keras fixed that width from them and failed on the next one."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(7)
+    lengths = np.concatenate([rng.integers(2, 7, size=600), rng.integers(20, 41, size=150)])
+    x = right_padded(rng.permutation(lengths).tolist(), 40)
+    y = (x == 7).any(axis=1).astype("int32")
+    val_x, val_y = x[100:], y[100:]
+    boundaries = bucket_boundaries(sequence_lengths(x[:100]), 40)
+    shortest = np.sort(sequence_lengths(val_x))[:512]
+    assert width_for(int(shortest.max()), boundaries) == boundaries[0] < boundaries[-1]
+    model = build_model(ModelParams(cell="GRU", embedding_dim=4, units=4, max_features=60, sequence_length=40),
+                        2, mask_zero=True)
+    history = training.fit(model, x[:100], y[:100], validation=(val_x, val_y), batch_size=16, epochs=1,
+                           callbacks=[], bucketing=True)
+    assert len(history.history["val_accuracy"]) == 1
+    np.testing.assert_allclose(training.predict(model, val_x, bucketing=True, batch_size=256),
+                               training.predict(model, val_x, bucketing=False), rtol=1e-5, atol=1e-6)
