@@ -248,7 +248,8 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     n_trials = args.n_trials if args.n_trials is not None else (None if worker_mode else config.n_trials)
     timeout = args.timeout if args.timeout is not None else (None if worker_mode else config.timeout)
     run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
-               timeout=timeout, stop=stop, callbacks=[ProgressPrinter()])
+               timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
+               max_consecutive_failures=config.worker.max_consecutive_failures)
     _finish(config, tracker, study)
     return 0
 
@@ -429,7 +430,7 @@ def quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from data_pipeline.errors import DataError
-    from search.errors import BundleError, ConfigError, RegistryError, StorageError, TrackingError
+    from search.errors import BundleError, ConfigError, FailingTrialsError, RegistryError, StorageError, TrackingError
     from search.urls import mask_text
 
     args = build_parser().parse_args(argv)
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, DataError, StorageError, TrackingError, RegistryError, UsageError, BundleError,
-            FileNotFoundError) as exc:
+            FailingTrialsError, FileNotFoundError) as exc:
         message = mask_text(str(exc), getattr(args, "storage", None), getattr(args, "tracking_uri", None),
                             os.environ.get("MLFLOW_TRACKING_URI"), os.environ.get("SEARCH_STORAGE"))
         print(f"error: {message}", file=sys.stderr, flush=True)

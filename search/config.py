@@ -202,6 +202,9 @@ class WorkerConfig(_Strict):
     heartbeat_interval: int | None = Field(10, ge=1)
     grace_period: int | None = Field(None, ge=1)
     max_retry: int = Field(3, ge=0)
+    # A worker stops (non-zero exit) after this many of its own trials failed in a row: that
+    # is a fault of the code, data or machine, not of one configuration. 0: never stop.
+    max_consecutive_failures: int = Field(5, ge=0)
 
 
 class ConstraintsConfig(_Strict):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from models.errors import BundleError
 
-__all__ = ["BundleError", "ConfigError", "RegistryError", "StorageError", "TrackingError", "UsageError"]
+__all__ = ["BundleError", "ConfigError", "FailingTrialsError", "RegistryError", "StorageError", "TrackingError",
+           "UsageError"]
 
 
 class UsageError(Exception):
@@ -30,3 +31,7 @@ class TrackingError(RuntimeError):
 class RegistryError(RuntimeError):
     """A registered model or alias that is missing or unusable."""
 
+
+
+class FailingTrialsError(RuntimeError):
+    """A worker's last trials all failed (``worker.max_consecutive_failures``); names the last reason."""

@@ -5,6 +5,9 @@ PRUNED) plus running trials, and once a trial is asked for it re-checks that few
 ``target`` non-failed trials precede it; a trial that lost that race is failed as
 "surplus" before any training or tracking. Trials of dead workers turn stale (heartbeats)
 and are re-queued with the same params by ``RetryHeartbeatStaleTrialCallback``.
+
+One failed trial never stops a worker; ``max_consecutive_failures`` of its own in a row do
+(a systematic fault would otherwise burn the whole budget one failed trial at a time).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from search.errors import FailingTrialsError
 from search.signals import GracefulStop, Interrupted
 from search.storage import count_states, is_transient
 
@@ -46,6 +50,8 @@ class BudgetedObjective:
         self.objective = objective
         self.target = target
         self.stop = stop
+        self.consecutive_failures = 0  # this worker's own trials, surplus and interrupted ones excluded
+        self.last_failure = ""
 
     def __call__(self, trial: optuna.Trial) -> float:
         if self.target is not None:
@@ -55,11 +61,21 @@ class BudgetedObjective:
                 trial.set_user_attr("fail_reason", "surplus: study target reached while this trial started")
                 raise Surplus("study target reached")
         try:
-            return self.objective(trial)
+            value = self.objective(trial)
         except Interrupted:
             trial.set_user_attr("fail_reason", "interrupted")
             requeue(trial.study, trial, "interrupted")
             raise
+        except optuna.TrialPruned:
+            self.consecutive_failures = 0
+            raise
+        except Exception as exc:
+            self.consecutive_failures += 1
+            reason = trial.user_attrs.get("fail_reason") or f"{type(exc).__name__}: {exc}"
+            self.last_failure = f"trial {trial.number}: {' '.join(str(reason).split())[:300]}"
+            raise
+        self.consecutive_failures = 0
+        return value
 
 
 def run_worker(
@@ -73,9 +89,11 @@ def run_worker(
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
     poll_seconds: float = 2.0,
     storage_patience: float = 180.0,
+    max_consecutive_failures: int = 0,
     out: Any = None,
 ) -> int:
-    """Returns the number of trials this worker ran. Stops on target, n_trials, timeout or signal."""
+    """Returns the number of trials this worker ran. Stops on target, n_trials, timeout or signal;
+    raises ``FailingTrialsError`` after ``max_consecutive_failures`` (> 0) failed trials in a row."""
     out = out or sys.stdout
     budgeted = BudgetedObjective(objective, target, stop)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -106,6 +124,10 @@ def run_worker(
             study.optimize(budgeted, n_trials=1, timeout=remaining, catch=(Exception,), callbacks=callbacks)
             ran += 1
             down_since = None
+            if 0 < max_consecutive_failures <= budgeted.consecutive_failures:
+                raise FailingTrialsError(
+                    f"the last {budgeted.consecutive_failures} trials of this worker failed "
+                    f"(worker.max_consecutive_failures), stopping; last: {budgeted.last_failure}")
         except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             if not is_transient(exc):
                 raise

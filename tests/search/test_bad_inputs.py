@@ -197,6 +197,8 @@ CASES = [
     Case("hyperband reduction factor 1", run_with(pruner={"type": "hyperband", "reduction_factor": 1}),
          "pruner.reduction_factor"),
     Case("max_epochs 0", run_with(training={"max_epochs": 0}), "training.max_epochs"),
+    Case("max_consecutive_failures -1", run_with(worker={"max_consecutive_failures": -1}),
+         "worker.max_consecutive_failures"),
     Case("validation_fraction 1.5", run_data(validation_fraction=1.5), "data.validation_fraction"),
     Case("two-character delimiter", run_data(delimiter="ab"), "delimiter must be a single character"),
     Case("study name with spaces", run_with(study_name="my study"), "study_name: String should match"),

@@ -1,0 +1,64 @@
+"""The worker loop: one failed trial never stops a worker, failures in a row do."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.errors import FailingTrialsError
+from search.signals import GracefulStop
+from search.worker import run_worker
+from tests.conftest import PYTHON, ROOT, cli_env, tiny_config, write_config
+
+
+def scripted(outcomes: str):  # type: ignore[no-untyped-def]
+    """An objective whose n-th trial fails (F), is pruned (P) or completes (C)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        outcome = outcomes[trial.number]
+        if outcome == "F":
+            trial.set_user_attr("fail_reason", f"ValueError: broken {trial.number}")
+            raise ValueError(f"broken {trial.number}")
+        if outcome == "P":
+            raise optuna.TrialPruned()
+        return 0.5
+
+    return objective
+
+
+def test_failures_in_a_row_stop_the_worker_with_the_last_reason() -> None:
+    study = optuna.create_study(direction="maximize")
+    with pytest.raises(FailingTrialsError, match=r"last 3 trials .* last: trial 7: ValueError: broken 7"):
+        # A pruned and a complete trial each reset the count; trials 5-7 are the first three in a row.
+        run_worker(study, scripted("FFPFCFFFC"), target=None, n_trials=9, stop=GracefulStop(),
+                   max_consecutive_failures=3)
+    assert [t.state for t in study.trials].count(TrialState.FAIL) == 6
+    assert len(study.trials) == 8  # nothing after the stop
+
+
+def test_zero_never_stops() -> None:
+    study = optuna.create_study(direction="maximize")
+    ran = run_worker(study, scripted("FFFFFF"), target=None, n_trials=6, stop=GracefulStop(),
+                     max_consecutive_failures=0)
+    assert ran == 6 and all(t.state == TrialState.FAIL for t in study.trials)
+
+
+def test_cli_run_whose_every_trial_fails_exits_2_with_one_line(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    # A fault outside any configuration: the data cache directory sits under a regular file, so
+    # every trial fails writing its arrays (start-up checks read the data but cache nothing).
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    config = tiny_config(tmp_path, tiny_files, n_trials=6)
+    config["data"]["cache_dir"] = str(blocker / "cache")
+    config["worker"]["max_consecutive_failures"] = 2
+    out = subprocess.run([PYTHON, "-m", "search", "run", "--config", str(write_config(tmp_path, config))],
+                         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the last 2 trials of this worker failed") and "last: trial 1:" in error
+    study = optuna.load_study(study_name="tiny", storage=config["storage"])
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
