@@ -14,6 +14,8 @@ export PYTHONUNBUFFERED := 1
 BUDGET ?= 7200
 EPOCHS ?= 96
 SEEDS ?= 1 2 3 4 5
+# Efficiency bench processes sharing the work (each with one intra-op thread when more than one).
+JOBS ?= 1
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock
@@ -72,7 +74,10 @@ bench-throughput: setup
 	$(PY) bench/throughput.py
 
 bench-efficiency: setup
-	$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)
+	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)"; \
+	if [ "$(JOBS)" -le 1 ]; then exec $$cmd; fi; \
+	pids=""; for i in $$(seq $(JOBS)); do TF_NUM_INTRAOP_THREADS=1 $$cmd & pids="$$pids $$!"; sleep 20; done; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 
 # The shared data sets live in ../shared/data (not committed); see README "Results".
 bench-search: setup

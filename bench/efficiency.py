@@ -31,20 +31,29 @@ A seed on which it never reaches random's best counts as 1.0 (a lower bound) and
 Resumable: each finished (arm, seed) is stored in bench/results/efficiency.json at once, and a
 re-run with the same config/budget skips them (an arm cut off mid-way starts again). Writes
 efficiency.json, efficiency.md and efficiency.html (plotly, CDN script).
+
+Parallel: several processes started with the same command share the work. Each claims an
+(arm, seed) before running it and merges its results into the stored ones under a file lock.
+On 2 cores, two processes with TF_NUM_INTRAOP_THREADS=1 (`make bench-efficiency JOBS=2`)
+finish sooner than one process with 2 threads, because small recurrent steps hardly use a
+second thread. Epochs and accuracies do not depend on this; wall seconds do.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import time
 from typing import Any
 
 import optuna
-from common import RESULTS, ROOT, quiet, write_result
+from common import RESULTS, ROOT, quiet, write_json, write_result
 
 # The notebooks' grid (its optimizer bug aside): 4 regularizers x 3 initializers x 2 optimizers.
 # The fixed model is their bidirectional LSTM at a CPU-friendly size; the regularizer strength
@@ -120,6 +129,36 @@ def curves(study: optuna.Study, budget: int) -> dict[str, Any]:
 
 def arm_dir(arm: str, seed: int) -> Any:
     return ROOT / ".cache" / "bench" / "efficiency" / f"{arm}-seed{seed}"
+
+
+@contextlib.contextmanager
+def results_lock() -> Any:
+    """Serialises read-merge-write of efficiency.json and claims between bench processes."""
+    path = ROOT / ".cache" / "bench" / "efficiency" / "lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def claim(arm: str, seed: int) -> bool:
+    """Take (arm, seed) for this process unless a live process holds it. Call under results_lock."""
+    marker = arm_dir(arm, seed).with_suffix(".claim")
+    try:
+        holder = int(marker.read_text())
+    except (OSError, ValueError):
+        holder = 0
+    if holder and holder != os.getpid():
+        try:
+            os.kill(holder, 0)
+            return False
+        except ProcessLookupError:
+            pass
+    marker.write_text(str(os.getpid()))
+    return True
 
 
 def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int) -> dict[str, Any]:
@@ -318,53 +357,67 @@ def main() -> None:
     args = parser.parse_args()
     quiet()
     path = RESULTS / "efficiency.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
     # Resuming adds to the stored runs only under the same budget and the same config text:
     # an edited study file (another search space) starts the comparison again.
     config_sha = hashlib.sha256((ROOT / args.config).read_bytes()).hexdigest()
-    same = (previous.get("config"), previous.get("epoch_budget"), previous.get("max_epochs"),
-            previous.get("version"), previous.get("config_sha256", config_sha)) == (
-            args.config, args.epochs, args.max_epochs, 2, config_sha)
-    runs: list[dict[str, Any]] = list(previous.get("runs", [])) if same else []
-    if previous and not same and not args.resummarize:
-        print(f"{path}: other budget or config text; starting the comparison again", flush=True)
-    seeds = sorted(set(args.seeds) | ({r["seed"] for r in runs}))
-    command = (f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
-               f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}")
+    key = (args.config, args.epochs, args.max_epochs, 2, config_sha)
 
-    def save() -> None:
-        done = [s for s in seeds if all(any(r["arm"] == a and r["seed"] == s for r in runs) for a in ARMS)]
+    def stored() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        same = (previous.get("config"), previous.get("epoch_budget"), previous.get("max_epochs"),
+                previous.get("version"), previous.get("config_sha256", config_sha)) == key
+        return previous, list(previous.get("runs", [])) if same else []
+
+    previous, runs = stored()
+    if previous and not runs and previous.get("runs") and not args.resummarize:
+        print(f"{path}: other budget or config text; starting the comparison again", flush=True)
+        write_json(path, {})  # so a concurrent process does not merge the old comparison back in
+
+    def done(arm: str, seed: int, among: list[dict[str, Any]]) -> bool:
+        return any(r["arm"] == arm and r["seed"] == seed for r in among)
+
+    def save(new: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Merge `new` with what every process has stored so far, rewrite all outputs, return the runs."""
+        merged = stored()[1]
+        if new is not None and not done(new["arm"], new["seed"], merged):
+            merged.append(new)
+        seeds = sorted(set(args.seeds) | {r["seed"] for r in merged})
+        complete = [s for s in seeds if all(done(a, s, merged) for a in ARMS)]
+        command = (f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
+                   f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}")
         result: dict[str, Any] = {
             "version": 2, "command": command, "config": args.config, "config_sha256": config_sha,
             "epoch_budget": args.epochs,
-            "max_epochs": args.max_epochs, "seeds": done, "seeds_planned": seeds, "runs": runs,
+            "max_epochs": args.max_epochs, "seeds": complete, "seeds_planned": seeds, "runs": merged,
             "notebook_grid_space": NOTEBOOK_GRID, "arms": list(ARMS),
         }
-        if done:
-            result["summary"] = summarize(runs, done, args.epochs)
+        if complete:
+            result["summary"] = summarize(merged, complete, args.epochs)
             result.update({k: result["summary"][k] for k in (
                 "epochs_ratio_vs_random_mean", "epochs_ratio_vs_random_worst", "beats_grid_at", "beats_random_at")})
             (RESULTS / "efficiency.md").write_text(markdown(result))
-            figure(runs, done, args.epochs, RESULTS / "efficiency.html")
+            figure(merged, complete, args.epochs, RESULTS / "efficiency.html")
         write_result("efficiency", result, merge=False)
+        return merged
 
     if not args.resummarize:
         # Seed-major order: every finished seed is a complete comparison of all arms.
-        for seed in seeds:
+        for seed in sorted(args.seeds):
             # The arm order rotates with the seed, so the process's one-off warm-up (imports,
             # first vectorization of each data variant) does not always land on the same arm.
             order = args.arms[seed % len(args.arms):] + args.arms[:seed % len(args.arms)]
             for arm in order:
-                if any(r["arm"] == arm and r["seed"] == seed for r in runs):
-                    continue
+                with results_lock():
+                    if done(arm, seed, stored()[1]) or not claim(arm, seed):
+                        continue
                 run = run_arm(arm, args.config, seed, args.epochs, args.max_epochs)
                 print(f"{arm} seed {seed}: best {run['best_val_accuracy']} in {run['epochs_used']} epochs, "
                       f"{run['trials']} trials ({run['pruned']} pruned), {run['wall_seconds']} s", flush=True)
-                runs.append(run)
-                save()
-    save()
+                with results_lock():
+                    save(run)
+    with results_lock():
+        save()
     print(f"-> {path}", flush=True)
-
 
 if __name__ == "__main__":
     main()
