@@ -104,6 +104,17 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
     return base
 
 
+def comparison_fingerprint(config_path: str, max_epochs: int) -> str:
+    """SHA-256 of what every arm shares: data, training, search space and constraints after the
+    bench's overrides. Edits to what the arms override (seed, sampler, pruner, enqueue) or do
+    not use (budget, tracking, workers) keep stored results comparable; another space does not."""
+    from search.config import load_config
+
+    config = load_config(ROOT / config_path, overrides=arm_overrides("random", 0, max_epochs))
+    shared = config.model_dump(mode="json", include={"data", "training", "search_space", "constraints"})
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()
+
+
 def curves(study: optuna.Study, budget: int) -> dict[str, Any]:
     """Best validation accuracy so far after each trained epoch (capped at the budget), the wall
     second at which each of those epochs ended, and epochs per trial."""
@@ -357,15 +368,19 @@ def main() -> None:
     args = parser.parse_args()
     quiet()
     path = RESULTS / "efficiency.json"
-    # Resuming adds to the stored runs only under the same budget and the same config text:
-    # an edited study file (another search space) starts the comparison again.
+    # Resuming adds to the stored runs only under the same budget and the same shared config
+    # (comparison_fingerprint): another search space or data set starts the comparison again.
     config_sha = hashlib.sha256((ROOT / args.config).read_bytes()).hexdigest()
-    key = (args.config, args.epochs, args.max_epochs, 2, config_sha)
+    space_sha = comparison_fingerprint(args.config, args.max_epochs)
+    key = (args.config, args.epochs, args.max_epochs, 2)
 
     def stored() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         previous = json.loads(path.read_text()) if path.exists() else {}
         same = (previous.get("config"), previous.get("epoch_budget"), previous.get("max_epochs"),
-                previous.get("version"), previous.get("config_sha256", config_sha)) == key
+                previous.get("version")) == key and (
+            # Results stored before the fingerprint existed match on the config file's text.
+            previous.get("comparison_sha256") == space_sha if "comparison_sha256" in previous
+            else previous.get("config_sha256", config_sha) == config_sha)
         return previous, list(previous.get("runs", [])) if same else []
 
     previous, runs = stored()
@@ -387,6 +402,7 @@ def main() -> None:
                    f"--max-epochs {args.max_epochs} --seeds {' '.join(map(str, seeds))}")
         result: dict[str, Any] = {
             "version": 2, "command": command, "config": args.config, "config_sha256": config_sha,
+            "comparison_sha256": space_sha,
             "epoch_budget": args.epochs,
             "max_epochs": args.max_epochs, "seeds": complete, "seeds_planned": seeds, "runs": merged,
             "notebook_grid_space": NOTEBOOK_GRID, "arms": list(ARMS),
