@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check bench-serving bench-defaults lock clean
+	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -72,6 +72,10 @@ bench-storage: setup-dev
 
 bench-throughput: setup
 	$(PY) bench/throughput.py
+
+# One worker with all cores vs one worker per core (one intra-op thread each), same trials.
+bench-workers: setup
+	$(PY) bench/workers.py
 
 bench-efficiency: setup
 	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)"; \
