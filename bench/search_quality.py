@@ -13,12 +13,15 @@ validation accuracy and minutes per epoch by model family, sequence length and v
 The budget is a hard wall clock: `--timeout` stops new trials, and a trial still running when
 the budget is spent gets SIGTERM (the worker stops it at the next batch and re-queues it);
 the champion is then registered from the trials that finished. Its epochs still count.
+`--workers N` runs `init` and N `worker` processes on the same study instead of one `run`
+(each with cores/N TensorFlow intra-op threads; see bench/workers.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -121,6 +124,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=7200.0, help="wall-clock seconds for the search")
     parser.add_argument("--reference", type=float, default=None, help="accuracy to beat (optional)")
     parser.add_argument("--goal", type=float, default=None, help="champion test accuracy goal")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel workers on this host (1: one `run` process with every core)")
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the .json")
     parser.add_argument("--resummarize", action="store_true",
                         help="rebuild the per-trial log from the study kept under .cache/bench, then the .md")
@@ -148,19 +153,32 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     storage, tracking = f"sqlite:///{work}/study.db", f"sqlite:///{work}/mlflow.db"
-    command = [sys.executable, "-m", "search", "run", "--config", str(ROOT / args.config), "--storage", storage,
-               "--tracking-uri", tracking, "--timeout", str(args.budget), "--n-trials", "100000"]
+    cli = [sys.executable, "-m", "search"]
+    where = ["--config", str(ROOT / args.config), "--storage", storage, "--tracking-uri", tracking]
+    budget = ["--timeout", str(args.budget), "--n-trials", "100000"]
+    env = dict(os.environ)
+    if args.workers == 1:
+        commands = [[*cli, "run", *where, *budget]]
+    else:
+        # init creates the study once (concurrent creation races), then N workers share it on
+        # one host (SQLite), each with its share of the cores as TensorFlow intra-op threads.
+        subprocess.run([*cli, "init", *where], cwd=ROOT, check=True)
+        commands = [[*cli, "worker", *where, *budget]] * args.workers
+        env["TF_NUM_INTRAOP_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
     started = time.time()
-    process = subprocess.Popen(command, cwd=ROOT)
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env) for command in commands]
     hard_stopped = False
-    try:
-        process.wait(timeout=args.budget)
-    except subprocess.TimeoutExpired:
-        hard_stopped = True
-        process.send_signal(signal.SIGTERM)
-        process.wait()
-    if process.returncode != 0:
-        raise SystemExit(f"search run exited with {process.returncode}")
+    for process in processes:
+        try:
+            process.wait(timeout=max(1.0, started + args.budget - time.time()))
+        except subprocess.TimeoutExpired:
+            hard_stopped = True
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+    if any(p.returncode != 0 for p in processes):
+        raise SystemExit(f"search exited with {[p.returncode for p in processes]}")
+    if args.workers > 1:  # each worker registered what it saw; the last word covers every trial
+        subprocess.run([*cli, "register", *where], cwd=ROOT, check=True)
     wall = time.time() - started
     study = optuna.load_study(study_name=config.study_name, storage=storage)
     finished = [t for t in study.trials if t.state.is_finished()]
@@ -180,14 +198,18 @@ def main() -> None:
             best = t.value
             best_curve.append([round(seconds, 1), round(best, 4)])
     client = MlflowClient(tracking)
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in finished):
+        raise SystemExit(f"{args.config}: no trial completed within {args.budget:g} s: no champion to score")
     champion = client.get_model_version_by_alias(config.model_name, "champion")
     test_accuracy = client.get_run(champion.run_id).data.metrics.get("test_accuracy")
     result = {
         "command": " ".join(["python", "bench/search_quality.py", "--config", args.config, "--budget",
                              str(int(args.budget))]
+                            + (["--workers", str(args.workers)] if args.workers > 1 else [])
                             + (["--reference", str(args.reference)] if args.reference is not None else [])
                             + (["--goal", str(args.goal)] if args.goal is not None else [])),
-        "budget_seconds": args.budget, "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
+        "budget_seconds": args.budget, "budget_minutes": round(args.budget / 60, 1), "workers": args.workers,
+        "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
         "goal_test_accuracy": args.goal,
         "goal_met": None if args.goal is None else bool(test_accuracy is not None and test_accuracy >= args.goal),
         "best_val_accuracy_over_time": best_curve,
