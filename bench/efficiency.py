@@ -22,7 +22,8 @@ keeps its best for the rest of the budget. Wall-clock curves place each epoch at
 start + the trial's set-up time + the epoch times the objective records (``epoch_seconds``).
 Warm starts (`enqueue`) are dropped so no arm starts from a known answer for this data set; the
 baseline trial is the same generic model on every data set. `--arms tpe_hyperband_no_baseline`
-measures the recommended strategy without it.
+measures the recommended strategy without it; `--arms tpe_successive_halving` runs the baseline +
+TPE with successive halving (Hyperband's first bracket alone, so TPE sees every trial).
 
     epochs_ratio_vs_random = epochs the recommended arm needs to reach random's final best / budget
 
@@ -80,7 +81,7 @@ NOTEBOOK_GRID: dict[str, dict[str, Any]] = {
 RECOMMENDED = "tpe_hyperband"
 ARMS = (RECOMMENDED, "tpe_median", "random", "notebook_grid")
 # Not in the default set: separates what the baseline trial and what Hyperband contribute.
-EXTRA_ARMS = ("tpe_hyperband_no_baseline",)
+EXTRA_ARMS = ("tpe_hyperband_no_baseline", "tpe_successive_halving")
 TPE = {"type": "tpe", "multivariate": True, "n_startup_trials": 8, "baseline_trial": True}
 CHECKPOINTS = (25, 50, 100)  # percent of the epoch budget
 
@@ -91,6 +92,9 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
     if arm.startswith("tpe_hyperband"):
         base["sampler"] = {**TPE, "baseline_trial": arm == "tpe_hyperband"}
         base["pruner"] = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}
+    elif arm == "tpe_successive_halving":  # same rungs as Hyperband's first bracket, TPE sees every trial
+        base["sampler"] = TPE
+        base["pruner"] = {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}
     elif arm == "tpe_median":
         base["sampler"] = {**TPE, "baseline_trial": False}
         base["pruner"] = {"type": "median", "n_startup_trials": 4, "n_warmup_steps": 1}
@@ -288,7 +292,8 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training epochs", "vs wall-clock seconds"))
-    colours = dict(zip(ARMS + EXTRA_ARMS, ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd"), strict=True))
+    colours = dict(zip(ARMS + EXTRA_ARMS, ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd",
+                                                 "#8c564b"), strict=True))
     walls = [r["wall"][-1] for r in runs if r["seed"] in seeds and r["wall"]]
     horizon = statistics.median(walls) if walls else 1.0
     grids = {"epochs": list(range(1, budget + 1)), "seconds": [horizon * i / 200 for i in range(1, 201)]}

@@ -159,7 +159,9 @@ class SamplerConfig(_Strict):
 
 class PrunerConfig(_Strict):
     # Hyperband over epochs: chosen by bench/efficiency.py (TPE+Hyperband vs TPE+median).
-    type: Literal["median", "hyperband", "none"] = "hyperband"
+    # successive_halving is one Hyperband bracket (asynchronous, ASHA): the rungs are the same,
+    # but TPE sees every trial (with Hyperband Optuna shows it only the current bracket's).
+    type: Literal["median", "hyperband", "successive_halving", "none"] = "hyperband"
     n_startup_trials: int = Field(3, ge=0)
     n_warmup_steps: int = Field(1, ge=0)
     min_resource: int = Field(1, ge=1)

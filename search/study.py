@@ -60,6 +60,9 @@ def build_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(min_resource=pruner.min_resource,
                                               max_resource=config.training.max_epochs,
                                               reduction_factor=pruner.reduction_factor)
+    if pruner.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=pruner.min_resource,
+                                                      reduction_factor=pruner.reduction_factor)
     return optuna.pruners.NopPruner()
 
 

@@ -77,3 +77,34 @@ def test_each_worker_gets_its_own_sampler_stream() -> None:
     assert sampler_seed(None, 3, "host:1") is None
     streams = {sampler_seed(7, 0, f"host:{pid}") for pid in range(1, 50)}
     assert len(streams) == 49 and sampler_seed(7, 0, "host:1") == sampler_seed(7, 0, "host:1")
+
+
+def _rung_study(tmp: Path, files: dict[str, Path], pruner: dict) -> optuna.Study:
+    """Eight trials that report one epoch at 0.9, through the config's real pruner."""
+    config = parse_config(tiny_config(tmp, files, pruner=pruner, training={"max_epochs": 9, "patience": 0}))
+    study = create_study(config, heartbeat=False)
+    for _ in range(8):
+        trial = study.ask()
+        sample_params(trial, config.search_space)
+        trial.report(0.9, 1)
+        trial.should_prune()  # as KerasPruningCallback does: records the trial's rung value
+        study.tell(trial, 0.9)
+    return study
+
+
+def test_successive_halving_prunes_at_its_rung_and_shows_the_sampler_every_trial(
+        tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    study = _rung_study(tmp_path / "sha", tiny_files, {"type": "successive_halving", "min_resource": 1,
+                                                        "reduction_factor": 3})
+    assert isinstance(study.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    bad = study.ask()
+    sample_params(bad, parse_config(tiny_config(tmp_path, tiny_files)).search_space)
+    bad.report(0.5, 1)
+    assert bad.should_prune()  # worst at the first rung (1 epoch) among 9
+    # One bracket: what the sampler sees is the whole study.
+    assert optuna.pruners._filter_study(study, study.trials[-1]) is study
+
+    hyperband = _rung_study(tmp_path / "hb", tiny_files, {"type": "hyperband", "min_resource": 1,
+                                                          "reduction_factor": 3})
+    seen = optuna.pruners._filter_study(hyperband, hyperband.trials[-1]).get_trials(deepcopy=False)
+    assert len(seen) < len(hyperband.trials)  # 9 epochs / factor 3: 3 brackets, TPE sees one
