@@ -14,8 +14,10 @@ export PYTHONUNBUFFERED := 1
 BUDGET ?= 7200
 EPOCHS ?= 96
 SEEDS ?= 1 2 3 4 5
-# Efficiency bench processes sharing the work (each with one intra-op thread when more than one).
+# Efficiency bench processes sharing the work (each with one intra-op thread when more than one),
+# and the arms to run (default: the four compared arms; e.g. ARMS=tpe_successive_halving).
 JOBS ?= 1
+ARMS ?=
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock
@@ -78,7 +80,7 @@ bench-workers: setup
 	$(PY) bench/workers.py
 
 bench-efficiency: setup
-	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)"; \
+	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)$(if $(ARMS), --arms $(ARMS))"; \
 	if [ "$(JOBS)" -le 1 ]; then exec $$cmd; fi; \
 	pids=""; for i in $$(seq $(JOBS)); do TF_NUM_INTRAOP_THREADS=1 $$cmd & pids="$$pids $$!"; sleep 20; done; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
