@@ -14,7 +14,7 @@ The budget is a hard wall clock: `--timeout` stops new trials, and a trial still
 the budget is spent gets SIGTERM (the worker stops it at the next batch and re-queues it);
 the champion is then registered from the trials that finished. Its epochs still count.
 `--workers N` runs `init` and N `worker` processes on the same study instead of one `run`
-(each with cores/N TensorFlow intra-op threads; see bench/workers.py).
+(each with `--cpu-threads` cores/N; see bench/workers.py).
 """
 
 from __future__ import annotations
@@ -156,17 +156,16 @@ def main() -> None:
     cli = [sys.executable, "-m", "search"]
     where = ["--config", str(ROOT / args.config), "--storage", storage, "--tracking-uri", tracking]
     budget = ["--timeout", str(args.budget), "--n-trials", "100000"]
-    env = dict(os.environ)
     if args.workers == 1:
         commands = [[*cli, "run", *where, *budget]]
     else:
         # init creates the study once (concurrent creation races), then N workers share it on
         # one host (SQLite), each with its share of the cores as TensorFlow intra-op threads.
         subprocess.run([*cli, "init", *where], cwd=ROOT, check=True)
-        commands = [[*cli, "worker", *where, *budget]] * args.workers
-        env["TF_NUM_INTRAOP_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
+        threads = str(max(1, (os.cpu_count() or 1) // args.workers))
+        commands = [[*cli, "worker", *where, *budget, "--cpu-threads", threads]] * args.workers
     started = time.time()
-    processes = [subprocess.Popen(command, cwd=ROOT, env=env) for command in commands]
+    processes = [subprocess.Popen(command, cwd=ROOT) for command in commands]
     hard_stopped = False
     for process in processes:
         try:

@@ -6,7 +6,7 @@ Both arms run the same fixed trials (enqueued, no pruning, no tracking) through 
 (`python -m search init`, then `worker --target-trials N`) against one SQLite study:
 
   one_worker       one `worker` process, TensorFlow's default threads (all cores)
-  worker_per_core  one `worker` process per core, each with TF_NUM_INTRAOP_THREADS=1
+  worker_per_core  one `worker` process per core, each with `--cpu-threads 1`
 
 Small recurrent steps hardly use a second intra-op thread, so the question is whether running
 one worker per core finishes the same trials sooner. Arms alternate (A B B A ...) so drift on
@@ -53,8 +53,7 @@ def run_arm(arm: str, source: Path, epochs: int, max_train: int) -> dict[str, An
 
     n_workers = 1 if arm == "one_worker" else (os.cpu_count() or 1)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if arm != "one_worker":
-        env["TF_NUM_INTRAOP_THREADS"] = "1"
+    threads = [] if arm == "one_worker" else ["--cpu-threads", "1"]
     with tempfile.TemporaryDirectory(prefix=f"workers-{arm}-") as tmp:
         config = study_config(source, Path(tmp), epochs, max_train)
         base = [sys.executable, "-m", "search"]
@@ -62,7 +61,7 @@ def run_arm(arm: str, source: Path, epochs: int, max_train: int) -> dict[str, An
         subprocess.run([*base, "init", "--config", str(config), "--tracking-uri", f"sqlite:///{tmp}/mlflow.db"],
                        check=True, cwd=ROOT, env=env, capture_output=True, timeout=600)
         started = time.perf_counter()
-        procs = [subprocess.Popen([*base, "worker", "--config", str(config), "--no-tracking",
+        procs = [subprocess.Popen([*base, "worker", "--config", str(config), "--no-tracking", *threads,
                                    "--target-trials", str(len(TRIALS))], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                  for _ in range(n_workers)]

@@ -47,6 +47,10 @@ def _study_options(p: argparse.ArgumentParser, *, budget: bool) -> None:
         p.add_argument("--n-trials", type=_positive(int), default=None, help="run this many more trials")
         p.add_argument("--timeout", type=_positive(float), default=None, help="stop starting trials after S seconds")
         p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (no registry)")
+        # A string default goes through `type` too: a bad SEARCH_CPU_THREADS is a one-line error.
+        p.add_argument("--cpu-threads", type=_positive(int), default=env("SEARCH_CPU_THREADS") or None,
+                       help="intra-op threads for training (env SEARCH_CPU_THREADS; default: every core). "
+                            "With N workers on one host, cores/N each")
         p.add_argument("--verbose", "-v", action="count", default=0, help="show Keras progress")
 
 
@@ -241,7 +245,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
             hooks.append(tracker.close_stale_run)
     from models.runtime import configure_accelerator
 
-    device = configure_accelerator(config.training.mixed_precision)
+    device = configure_accelerator(config.training.mixed_precision, cpu_threads=args.cpu_threads)
     _header(config, tracker, study)
     print(f"device {device}", flush=True)
     objective = Objective(config, tracker, stop, verbose=1 if args.verbose else 0)

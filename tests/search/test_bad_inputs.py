@@ -227,6 +227,9 @@ CASES = [
          {"afile": "x"}),
     # -- command line ----------------------------------------------------------------------------
     Case("n-trials -1", lambda tmp: [*run_with()(tmp)[:3], "--n-trials", "-1"], "argument --n-trials: must be > 0"),
+    Case("cpu-threads 0", lambda tmp: [*run_with()(tmp), "--cpu-threads", "0"], "argument --cpu-threads: must be > 0"),
+    Case("SEARCH_CPU_THREADS not a number", run_with(), "argument --cpu-threads: 'two' is not a number",
+         env={"SEARCH_CPU_THREADS": "two"}),
     Case("timeout -5", lambda tmp: [*run_with()(tmp), "--timeout", "-5"], "argument --timeout: must be > 0"),
     Case("timeout nan", lambda tmp: [*run_with()(tmp), "--timeout", "nan"], "argument --timeout: must be > 0"),
     Case("target-trials 0", lambda tmp: ["worker", *run_with()(tmp)[1:3], "--target-trials", "0"],

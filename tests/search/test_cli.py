@@ -82,8 +82,9 @@ def test_run_resume_and_predict_from_stdin(tmp_path: Path, tiny_files: dict[str,
     trial_lines = [line for line in first.stdout.splitlines() if line.startswith("trial ")]
     assert [line.split()[1] for line in trial_lines] == ["0", "1"]
     assert "champion registered: models:/tiny@champion = version 1" in first.stdout
-    second = cli("run", "--config", str(config), "--n-trials", "1", cwd=tmp_path)
+    second = cli("run", "--config", str(config), "--n-trials", "1", "--cpu-threads", "1", cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert "1 intra-op thread" in second.stdout  # the device line reads the backend's setting back
     assert [line.split()[1] for line in second.stdout.splitlines() if line.startswith("trial ")] == ["2"]
     assert "2 trials so far" in second.stdout
     pred = cli("predict", "--model", "models:/tiny@champion", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
