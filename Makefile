@@ -14,6 +14,8 @@ export PYTHONUNBUFFERED := 1
 BUDGET ?= 7200
 EPOCHS ?= 96
 SEEDS ?= 1 2 3 4 5
+# Search-quality workers on this host.
+WORKERS ?= 2
 # Efficiency bench processes sharing the work (each with one intra-op thread when more than one),
 # and the arms to run (default: the four compared arms; e.g. ARMS=tpe_successive_halving).
 JOBS ?= 1
@@ -86,9 +88,11 @@ bench-efficiency: setup
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 
 # The shared data sets live in ../shared/data (not committed); see README "Results".
+# One worker per core (--cpu-threads cores/N): 1.36x the trials of one process on 2 cores
+# (bench/results/workers.json).
 bench-search: setup
-	$(PY) bench/search_quality.py --config studies/imdb.yaml --budget $(BUDGET) --reference 0.850 --goal 0.900
-	$(PY) bench/search_quality.py --config studies/amazon.yaml --budget $(BUDGET) --reference 0.886 --goal 0.890
+	$(PY) bench/search_quality.py --config studies/imdb.yaml --budget $(BUDGET) --workers $(WORKERS) --reference 0.850 --goal 0.900
+	$(PY) bench/search_quality.py --config studies/amazon.yaml --budget $(BUDGET) --workers $(WORKERS) --reference 0.886 --goal 0.890
 
 # Defaults-only studies (config = data files), 30 minutes each: chance-level trial share.
 bench-defaults: setup
