@@ -390,14 +390,14 @@ def main() -> None:
 
     previous, runs = stored()
     if previous and not runs and previous.get("runs") and not args.resummarize:
-        print(f"{path}: other budget or config text; starting the comparison again", flush=True)
+        print(f"{path}: other budget or search space; starting the comparison again", flush=True)
         write_json(path, {})  # so a concurrent process does not merge the old comparison back in
 
     def done(arm: str, seed: int, among: list[dict[str, Any]]) -> bool:
         return any(r["arm"] == arm and r["seed"] == seed for r in among)
 
-    def save(new: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Merge `new` with what every process has stored so far, rewrite all outputs, return the runs."""
+    def save(new: dict[str, Any] | None = None) -> None:
+        """Merge `new` with what every process has stored so far and rewrite all outputs."""
         merged = stored()[1]
         if new is not None and not done(new["arm"], new["seed"], merged):
             merged.append(new)
@@ -419,7 +419,6 @@ def main() -> None:
             (RESULTS / "efficiency.md").write_text(markdown(result))
             figure(merged, complete, args.epochs, RESULTS / "efficiency.html")
         write_result("efficiency", result, merge=False)
-        return merged
 
     if not args.resummarize:
         # Seed-major order: every finished seed is a complete comparison of all arms.
@@ -439,6 +438,7 @@ def main() -> None:
     with results_lock():
         save()
     print(f"-> {path}", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -20,7 +20,7 @@ def configure_accelerator(mixed_precision: bool = False, cpu_threads: int | None
     """
     backend = keras.backend.backend()
     n_gpus = 0
-    threads = ""
+    n_threads: int | None = None  # as the backend reports it back
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -29,7 +29,7 @@ def configure_accelerator(mixed_precision: bool = False, cpu_threads: int | None
                 tf.config.threading.set_intra_op_parallelism_threads(cpu_threads)
             except RuntimeError as exc:  # the runtime already started: too late to change
                 raise RuntimeError(f"cpu_threads: {exc}") from None
-            threads = f", {tf.config.threading.get_intra_op_parallelism_threads()} intra-op thread"
+            n_threads = tf.config.threading.get_intra_op_parallelism_threads()
 
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
@@ -51,13 +51,12 @@ def configure_accelerator(mixed_precision: bool = False, cpu_threads: int | None
 
         if cpu_threads is not None:
             torch.set_num_threads(cpu_threads)
-            threads = f", {torch.get_num_threads()} intra-op thread"
+            n_threads = torch.get_num_threads()
         n_gpus = torch.cuda.device_count()
     if mixed_precision:
         if n_gpus:
             keras.mixed_precision.set_global_policy("mixed_float16")
         else:
             log.warning("mixed_precision requested but no GPU: staying with float32")
-    if threads and not threads.endswith(" 1 intra-op thread"):
-        threads += "s"
+    threads = "" if n_threads is None else f", {n_threads} intra-op thread{'' if n_threads == 1 else 's'}"
     return f"{backend}: {n_gpus} GPU{threads}" if n_gpus else f"{backend}: CPU{threads}"
