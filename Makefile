@@ -84,7 +84,7 @@ bench-workers: setup
 bench-efficiency: setup
 	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)$(if $(ARMS), --arms $(ARMS))"; \
 	if [ "$(JOBS)" -le 1 ]; then exec $$cmd; fi; \
-	pids=""; for i in $$(seq $(JOBS)); do TF_NUM_INTRAOP_THREADS=1 $$cmd & pids="$$pids $$!"; sleep 20; done; \
+	pids=""; for i in $$(seq $(JOBS)); do $$cmd --cpu-threads 1 & pids="$$pids $$!"; sleep 20; done; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 
 # The shared data sets live in ../shared/data (not committed); see README "Results".

@@ -35,7 +35,7 @@ efficiency.json, efficiency.md and efficiency.html (plotly, CDN script).
 
 Parallel: several processes started with the same command share the work. Each claims an
 (arm, seed) before running it and merges its results into the stored ones under a file lock.
-On 2 cores, two processes with TF_NUM_INTRAOP_THREADS=1 (`make bench-efficiency JOBS=2`)
+On 2 cores, two processes with `--cpu-threads 1` (`make bench-efficiency JOBS=2`)
 finish sooner than one process with 2 threads, because small recurrent steps hardly use a
 second thread. Epochs and accuracies do not depend on this; wall seconds do.
 """
@@ -370,8 +370,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS + EXTRA_ARMS)
     parser.add_argument("--resummarize", action="store_true", help="rewrite summary, markdown and figure only")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="intra-op threads (as `worker --cpu-threads`)")
     args = parser.parse_args()
     quiet()
+    if args.cpu_threads is not None:
+        from models.runtime import configure_accelerator
+
+        configure_accelerator(cpu_threads=args.cpu_threads)  # before the first training op
     path = RESULTS / "efficiency.json"
     # Resuming adds to the stored runs only under the same budget and the same shared config
     # (comparison_fingerprint): another search space or data set starts the comparison again.
