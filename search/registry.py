@@ -83,7 +83,7 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
                 client.delete_model_version(name, duplicate.version)
             except MlflowException:
                 pass  # the other worker deleted it
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, kept.version)
+        set_alias(client, name, kept.version)
         version, moved = kept.version, True
     champion = Champion(name, str(version), run_id, best.number, float(best.value or 0.0), moved)
     if config.data.test_file:
@@ -128,6 +128,21 @@ def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.t
             # Two workers describing the same version at once race on the tag row; the other
             # one wrote the same value, so a second try updates instead of inserting.
             client.set_model_version_tag(champion.model_name, champion.version, key, value)
+
+
+def set_alias(client: Any, name: str, version: str) -> None:
+    """Point ``champion`` at ``version``, surviving a worker that sets it at the same moment.
+
+    MLflow's SQL store sets an alias by SELECT-then-INSERT, so two workers finishing together
+    can both INSERT and one gets a UNIQUE-constraint error. The row exists by then, so a
+    second call updates it; this worker saw the study last, so its choice stands.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    except MlflowException:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
 
 
 def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
