@@ -184,8 +184,18 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
     print("trials: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
     if not tracker.enabled:
         return
-    tracker.refresh_study_summary(study)
-    champion = register_champion(tracker, study, config)
+    from mlflow.exceptions import MlflowException
+
+    from search.errors import RegistryError
+
+    try:
+        tracker.refresh_study_summary(study)
+        champion = register_champion(tracker, study, config)
+    except MlflowException as exc:
+        # The trials are stored whatever happened here: say how to retry rather than dump a trace.
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RegistryError(f"champion not registered on {tracker.masked_uri}: {reason} (the trials are "
+                            f"stored; retry with: python -m search register --config ...)") from None
     if champion is None:
         print("no COMPLETE trial meets the selection rule yet: no champion registered "
               f"(rule: {selection_rule(config)})", flush=True)

@@ -9,8 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from models.bundle import TextClassifier
-from search.cli import main
+from search.cli import _finish, main
 from search.config import load_config
+from search.errors import RegistryError
 from search.objective import Objective
 from search.study import create_study
 from search.tracking import MlflowTracker
@@ -58,6 +59,11 @@ def test_server_drop_mid_study_keeps_training_and_later_trials_reconnect(tmp_pat
         study.optimize(objective, n_trials=1, catch=(Exception,))
         server.start()
         study.optimize(objective, n_trials=1, catch=(Exception,))
+        server.stop()  # and is gone again when the worker registers its champion
+        with pytest.raises(RegistryError, match=rf"champion not registered on {server.url}: .*retry with: python "
+                                                r"-m search register") as caught:
+            _finish(config, tracker, study)
+        assert "\n" not in str(caught.value)
     finally:
         server.stop()
     first, during, after = study.trials
