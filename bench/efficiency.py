@@ -242,7 +242,30 @@ def epochs_to_reach(curve: list[float], target: float) -> int | None:
     return None
 
 
-def summarize(runs: list[dict[str, Any]], seeds: list[int], budget: int) -> dict[str, Any]:
+def validation_size(config_path: str) -> int:
+    from data_pipeline.prepare import load_corpus
+    from search.config import load_config
+
+    return int(load_corpus(load_config(ROOT / config_path).data).y_val.size)
+
+
+def paired_differences(by: dict[tuple[str, int], dict[str, Any]], arms: tuple[str, ...], seeds: list[int],
+                       epochs: int) -> dict[str, dict[str, Any]]:
+    """Recommended minus each other arm, seed by seed: mean, its standard error and the seeds
+    the recommended arm wins. Every run scores on the same validation split, so what separates
+    arms is search and training luck, which this spread measures."""
+    out = {}
+    for arm in arms:
+        if arm == RECOMMENDED:
+            continue
+        diffs = [at_epoch(by[(RECOMMENDED, s)], epochs) - at_epoch(by[(arm, s)], epochs) for s in seeds]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+        out[arm] = {"mean_difference": round(statistics.mean(diffs), 4), "standard_error": round(se, 4),
+                    "recommended_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], seeds: list[int], budget: int, n_val: int | None = None) -> dict[str, Any]:
     by = {(r["arm"], r["seed"]): r for r in runs}
     per_seed, ratios = [], []
     for seed in seeds:
@@ -271,7 +294,14 @@ def summarize(runs: list[dict[str, Any]], seeds: list[int], budget: int) -> dict
             at[str(pct)][arm] = {"mean": round(statistics.mean(values), 4),
                                  "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
     mean_of = {pct: {arm: v["mean"] for arm, v in arms.items()} for pct, arms in at.items()}
-    return {
+    # One accuracy on n_val examples estimates accuracy on new data with this binomial standard
+    # error: the most a validation gain between arms can promise on a test set.
+    p = mean_of["100"][RECOMMENDED]
+    noise = {"validation_size": n_val,
+             "accuracy_standard_error": round((p * (1 - p) / n_val) ** 0.5, 4) if n_val else None,
+             "paired_vs_recommended": {str(pct): paired_differences(by, arms, seeds, max(1, budget * pct // 100))
+                                       for pct in CHECKPOINTS}}
+    return {**noise,
         "recommended_arm": RECOMMENDED,
         "per_seed": per_seed,
         "epochs_ratio_vs_random_mean": round(statistics.mean(ratios), 3),
@@ -354,6 +384,18 @@ def markdown(result: dict[str, Any]) -> str:
               f"- recommended at or above the grid: {verdict(s['beats_grid_at'])}",
               f"- recommended at or above random: {verdict(s['beats_random_at'])}",
               f"- recommended at or above TPE+median: {verdict(s['beats_tpe_median_at'])}", ""]
+    if s.get("validation_size"):
+        lines += [f"Noise: the validation split has {s['validation_size']} examples, so one accuracy near "
+                  f"{s['best_val_accuracy_at']['100'][RECOMMENDED]['mean']:.3f} has a binomial standard error of "
+                  f"{s['accuracy_standard_error']:.4f} as an estimate of accuracy on new data. All runs score on "
+                  "that one split; recommended minus each arm, paired by seed, mean ± standard error "
+                  "(seeds the recommended arm wins):", "",
+                  "| arm | 25 % | 50 % | 100 % |", "|---|---|---|---|"]
+        for arm in s["paired_vs_recommended"]["100"]:
+            cells = [f"{d['mean_difference']:+.4f} ± {d['standard_error']:.4f} ({d['recommended_wins']}/{n})"
+                     for d in (s["paired_vs_recommended"][p][arm] for p in ("25", "50", "100"))]
+            lines.append(f"| {arm} | {' | '.join(cells)} |")
+        lines.append("")
     for row in s["per_seed"]:
         lines.append(f"- seed {row['seed']}: random's best {row['random_best']}, reached by {RECOMMENDED} after "
                      f"{row['epochs_to_random_best']} epochs (ratio {row['epochs_ratio_vs_random']}); "
@@ -418,7 +460,7 @@ def main() -> None:
             "notebook_grid_space": NOTEBOOK_GRID, "arms": list(ARMS),
         }
         if complete:
-            result["summary"] = summarize(merged, complete, args.epochs)
+            result["summary"] = summarize(merged, complete, args.epochs, validation_size(args.config))
             result.update({k: result["summary"][k] for k in (
                 "epochs_ratio_vs_random_mean", "epochs_ratio_vs_random_worst", "beats_grid_at", "beats_random_at")})
             (RESULTS / "efficiency.md").write_text(markdown(result))
