@@ -70,6 +70,31 @@ def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untype
             "derived_from_data": study.user_attrs.get("derived_from_data")}
 
 
+def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Test accuracy of each enqueued (hand-picked) trial's best checkpoint, scored like the
+    champion: the hand-tuned reference trained on *this* data, next to what the search found."""
+    import tempfile
+
+    from data_pipeline import prepare
+    from models.bundle import TextClassifier
+    from search.registry import download_bundle
+    from search.tracking import MlflowTracker
+
+    tracker = MlflowTracker(tracking, config.experiment_name, read_only=True)
+    rows = []
+    for t in study.trials:
+        if "fixed_params" not in t.system_attrs or t.state != optuna.trial.TrialState.COMPLETE:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            model = TextClassifier.load(download_bundle(tracker, t.user_attrs["mlflow_run_id"], Path(tmp)))
+            p = model.sidecar["params"]
+            data = prepare(config.data.resolved(ROOT), int(p["max_features"]), int(p["sequence_length"]))
+            accuracy = float((model.probabilities_of_ids(data.x_test).argmax(-1) == data.y_test).mean())
+        rows.append({"number": t.number, "val_accuracy": round(float(t.value or 0.0), 4),
+                     "test_accuracy": round(accuracy, 4), "params": t.params})
+    return rows
+
+
 def breakdown_markdown(rows: list[dict]) -> str:
     """Best validation accuracy and cost per model family / sequence length / vocabulary (pandas groupby)."""
     import pandas as pd
@@ -113,6 +138,8 @@ def markdown(name: str, r: dict) -> str:
         + (f"| trials at chance level (<= {r['chance_level_accuracy'] + 0.02:.4f}) | {r['chance_level_trials']} "
            f"(share {r['chance_level_trial_share']}) |\n" if "chance_level_trial_share" in r else "")
         + (f"| choices derived from the data | {r['derived_from_data']} |\n" if r.get("derived_from_data") else "")
+        + "".join(f"| enqueued trial {e['number']} (hand-picked), test accuracy | {e['test_accuracy']:.4f} "
+                  f"(val {e['val_accuracy']:.4f}) |\n" for e in r.get("enqueued_trials", []))
         + f"\nChampion: `{json.dumps(r['best_params'], sort_keys=True)}`\n"
         + breakdown_markdown(r.get("trial_log", []))
     )
@@ -139,7 +166,11 @@ def main() -> None:
         result = json.loads(path.read_text())
         if args.resummarize:
             storage = f"sqlite:///{work_dir(config.study_name)}/study.db"
-            result["trial_log"] = trial_log(optuna.load_study(study_name=config.study_name, storage=storage))
+            study = optuna.load_study(study_name=config.study_name, storage=storage)
+            result["trial_log"] = trial_log(study)
+            if config.data.test_file:
+                result["enqueued_trials"] = enqueued_test_accuracy(
+                    study, f"sqlite:///{work_dir(config.study_name)}/mlflow.db", config)
             write_json(path, result)  # same measurement, more detail: keeps its written_at
         (RESULTS / f"{name}.md").write_text(markdown(name, result))
         return
@@ -221,6 +252,7 @@ def main() -> None:
         "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
         "epochs_run": epochs, "val_passed_reference_after_seconds": passed_at,
         "trial_log": trial_log(study),
+        "enqueued_trials": enqueued_test_accuracy(study, tracking, config) if config.data.test_file else [],
     }
     path = write_result(f"search_{config.study_name}", result, merge=False)
     (RESULTS / f"search_{config.study_name}.md").write_text(

@@ -156,7 +156,9 @@ def headline() -> str:
             f"(goal {r['goal_test_accuracy']}, notebooks {r['reference_accuracy']}) after a "
             f"{r['budget_seconds'] / 60:.0f}-minute budget on {r['machine']['cpus']} CPU cores "
             f"({r['finished_trials']} finished trials, {r['epochs_run']} epochs); best validation "
-            f"accuracy {r['best_val_accuracy']:.4f}.")
+            f"accuracy {r['best_val_accuracy']:.4f}."
+            + "".join(f" Enqueued trial {e['number']} (hand-picked), trained on the same data: test "
+                      f"{e['test_accuracy']:.4f}." for e in r.get("enqueued_trials", [])))
     e = _load("efficiency")
     if e and "summary" in e and e.get("version") == 2:
         s = e["summary"]
