@@ -8,11 +8,12 @@ the error is recorded on the Optuna trial, and the next trial starts a fresh run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,16 +175,40 @@ class MlflowTracker:
         """Run ``fn``; on a local database store retry while another process creates its schema.
 
         The first client on a new store runs MLflow's migrations; a second process doing the
-        same at that moment fails on the migration table (``alembic_version``).
+        same at that moment fails on the migration table (``alembic_version``) or on the
+        half-built copy a SQLite batch migration makes (``_alembic_tmp_experiments``), and a
+        migration under load outlasts any retry. So processes on one host take turns through a
+        lock file next to the database; the retry stays for stores on shared file systems.
         """
         for attempt in range(8):
             try:
-                return fn()
+                with self._schema_lock():
+                    return fn()
             except Exception as exc:
                 if self.is_remote or attempt == 7:
                     raise TrackingError(f"tracking store {self.masked_uri} unusable: "
                                         f"{describe(exc, self.uri)[:300]}") from None
                 time.sleep(0.5 * (attempt + 1))
+
+    @contextlib.contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        if not self.uri.startswith("sqlite:///"):
+            yield
+            return
+        import fcntl
+
+        db = Path(self.uri.removeprefix("sqlite:///"))
+        try:
+            handle = open(db.with_name(db.name + ".lock"), "a")  # noqa: SIM115 - closed below
+        except OSError:  # a store we may only read: nothing to migrate, nothing to guard
+            yield
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def masked_uri(self) -> str:
