@@ -73,11 +73,7 @@ def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untype
 def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[dict]:  # type: ignore[no-untyped-def]
     """Test accuracy of each enqueued (hand-picked) trial's best checkpoint, scored like the
     champion: the hand-tuned reference trained on *this* data, next to what the search found."""
-    import tempfile
-
-    from data_pipeline import prepare
-    from models.bundle import TextClassifier
-    from search.registry import download_bundle
+    from search.registry import score_run_on_test
     from search.tracking import MlflowTracker
 
     tracker = MlflowTracker(tracking, config.experiment_name, read_only=True)
@@ -85,11 +81,7 @@ def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[d
     for t in study.trials:
         if "fixed_params" not in t.system_attrs or t.state != optuna.trial.TrialState.COMPLETE:
             continue
-        with tempfile.TemporaryDirectory() as tmp:
-            model = TextClassifier.load(download_bundle(tracker, t.user_attrs["mlflow_run_id"], Path(tmp)))
-            p = model.sidecar["params"]
-            data = prepare(config.data.resolved(ROOT), int(p["max_features"]), int(p["sequence_length"]))
-            accuracy = float((model.probabilities_of_ids(data.x_test).argmax(-1) == data.y_test).mean())
+        accuracy = score_run_on_test(tracker, t.user_attrs["mlflow_run_id"], config.data.resolved(ROOT))
         rows.append({"number": t.number, "val_accuracy": round(float(t.value or 0.0), 4),
                      "test_accuracy": round(accuracy, 4), "params": t.params})
     return rows

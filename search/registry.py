@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from data_pipeline import prepare
+from data_pipeline.spec import DataSpec
 from search.config import StudyConfig
 from search.errors import RegistryError
 from search.tracking import CHAMPION_ALIAS, MlflowTracker
@@ -117,32 +118,31 @@ def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.t
             tags[key] = str(trial.user_attrs[key])
     if config.data.test_file:
         tags |= {"test_file": Path(config.data.test_file).name, "test_sha256": file_digest(config.data.test_file)}
-    from mlflow.exceptions import MlflowException
-
     client = tracker.client
     client.update_model_version(champion.model_name, champion.version, description=description)
     for key, value in tags.items():
-        try:
-            client.set_model_version_tag(champion.model_name, champion.version, key, value)
-        except MlflowException:
-            # Two workers describing the same version at once race on the tag row; the other
-            # one wrote the same value, so a second try updates instead of inserting.
-            client.set_model_version_tag(champion.model_name, champion.version, key, value)
+        again_after_race(client.set_model_version_tag, champion.model_name, champion.version, key, value)
 
 
-def set_alias(client: Any, name: str, version: str) -> None:
-    """Point ``champion`` at ``version``, surviving a worker that sets it at the same moment.
+def again_after_race(set_row: Any, *args: Any) -> None:
+    """Call an MLflow setter, and once more if another worker raced it.
 
-    MLflow's SQL store sets an alias by SELECT-then-INSERT, so two workers finishing together
-    can both INSERT and one gets a UNIQUE-constraint error. The row exists by then, so a
-    second call updates it; this worker saw the study last, so its choice stands.
+    MLflow's SQL store writes aliases and tags by SELECT-then-INSERT, so two workers finishing
+    together can both INSERT and one gets a UNIQUE-constraint error. The row exists by then,
+    so a second call updates it.
     """
     from mlflow.exceptions import MlflowException
 
     try:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        set_row(*args)
     except MlflowException:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        set_row(*args)
+
+
+def set_alias(client: Any, name: str, version: str) -> None:
+    """Point ``champion`` at ``version``; of workers setting it together, the last one stands
+    (it saw the most trials)."""
+    again_after_race(client.set_registered_model_alias, name, CHAMPION_ALIAS, version)
 
 
 def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
@@ -180,22 +180,25 @@ def log_pyfunc_from_bundle(tracker: MlflowTracker, run_id: str) -> str:
 
 def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyConfig, run: Any) -> float:
     """Score the champion on the test split once and log ``test_accuracy`` on its run."""
-    from models.bundle import TextClassifier
-
     logged = run.data.metrics.get("test_accuracy")
     if logged is not None:
         return float(logged)
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = download_bundle(tracker, champion.run_id, Path(tmp))
-        classifier = TextClassifier.load(bundle)
-        params = classifier.sidecar["params"]
-        data = prepare(config.data, int(params["max_features"]), int(params["sequence_length"]))
-        assert data.x_test is not None and data.y_test is not None
-        probs = classifier.probabilities_of_ids(data.x_test)
-        pred = probs.argmax(-1)
-        accuracy = float((pred == data.y_test).mean())
+    accuracy = score_run_on_test(tracker, champion.run_id, config.data)
     tracker.client.log_metric(champion.run_id, "test_accuracy", accuracy)
     return accuracy
+
+
+def score_run_on_test(tracker: MlflowTracker, run_id: str, data_spec: DataSpec) -> float:
+    """Accuracy of a run's best checkpoint on the test split of ``data_spec``."""
+    from models.bundle import TextClassifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier = TextClassifier.load(download_bundle(tracker, run_id, Path(tmp)))
+        params = classifier.sidecar["params"]
+        data = prepare(data_spec, int(params["max_features"]), int(params["sequence_length"]))
+        assert data.x_test is not None and data.y_test is not None
+        pred = classifier.probabilities_of_ids(data.x_test).argmax(-1)
+        return float((pred == data.y_test).mean())
 
 
 def download_bundle(tracker: MlflowTracker, run_id: str, out: Path) -> Path:
