@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -189,6 +190,8 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
     overrides = arm_overrides(arm, seed, max_epochs)
     overrides["storage"] = f"sqlite:///{work}/study.db"
     config = load_config(ROOT / config_path, overrides=overrides)
+    # Data paths are relative to the repository, like the config path, not to the caller's cwd.
+    config = config.model_copy(update={"data": config.data.resolved(ROOT)})
     study = create_study(config, heartbeat=False)
     stop = GracefulStop()
 
@@ -242,11 +245,12 @@ def epochs_to_reach(curve: list[float], target: float) -> int | None:
     return None
 
 
+@functools.cache  # summarize() runs after every arm; the corpus does not change
 def validation_size(config_path: str) -> int:
     from data_pipeline.prepare import load_corpus
     from search.config import load_config
 
-    return int(load_corpus(load_config(ROOT / config_path).data).y_val.size)
+    return int(load_corpus(load_config(ROOT / config_path).data.resolved(ROOT)).y_val.size)
 
 
 def paired_differences(by: dict[tuple[str, int], dict[str, Any]], arms: tuple[str, ...], seeds: list[int],

@@ -55,6 +55,33 @@ def trial_log(study: optuna.Study) -> list[dict]:
     return rows
 
 
+def stagnation_replay(study: optuna.Study, limits: tuple[int, ...] = (10, 20, 30)) -> dict[str, dict]:
+    """When ``max_stagnation_trials: N`` would have stopped this study, replayed from its trials:
+    stopping only cuts the tail (the trials before the stop are the same), so this is exact up
+    to the trials still running at the stop, which finish first."""
+    from search.worker import trials_since_best
+
+    trials = [t for t in study.trials if t.datetime_complete is not None]
+    start = min(t.datetime_start for t in study.trials if t.datetime_start is not None)
+    best_value = max((t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE), default=None)
+    out: dict[str, dict] = {}
+    for limit in limits:
+        done: list[optuna.trial.FrozenTrial] = []
+        for t in sorted(trials, key=lambda t: t.datetime_complete):  # type: ignore[arg-type, return-value]
+            done.append(t)
+            values = [float(d.value) for d in sorted(done, key=lambda d: d.number)
+                      if d.state == optuna.trial.TrialState.COMPLETE and d.value is not None]
+            if trials_since_best(values) >= limit:
+                out[str(limit)] = {
+                    "stop_minutes": round((t.datetime_complete - start).total_seconds() / 60, 1),  # type: ignore[operator]
+                    "epochs_by_then": sum(len(d.intermediate_values) for d in done),
+                    "best_val_accuracy": round(max(values), 4), "same_best_as_full_run": max(values) == best_value}
+                break
+        else:
+            out[str(limit)] = {"stop_minutes": None}
+    return out
+
+
 def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untyped-def]
     """Share of trials that trained an epoch but never beat the majority class by 2 points."""
     import numpy as np
@@ -71,7 +98,7 @@ def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untype
 
 
 def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[dict]:  # type: ignore[no-untyped-def]
-    """Test accuracy of each enqueued (hand-picked) trial's best checkpoint, scored like the
+    """Test accuracy of each enqueued trial's best checkpoint, scored like the
     champion: the hand-tuned reference trained on *this* data, next to what the search found."""
     from search.registry import score_run_on_test
     from search.tracking import MlflowTracker
@@ -82,9 +109,27 @@ def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[d
         if "fixed_params" not in t.system_attrs or t.state != optuna.trial.TrialState.COMPLETE:
             continue
         accuracy = score_run_on_test(tracker, t.user_attrs["mlflow_run_id"], config.data.resolved(ROOT))
-        rows.append({"number": t.number, "val_accuracy": round(float(t.value or 0.0), 4),
+        rows.append({"number": t.number, "source": enqueued_source(t, config),
+                     "val_accuracy": round(float(t.value or 0.0), 4),
                      "test_accuracy": round(accuracy, 4), "params": t.params})
     return rows
+
+
+def enqueued_source(trial: optuna.trial.FrozenTrial, config) -> str:  # type: ignore[no-untyped-def]
+    """Where an enqueued trial came from: a worker re-queued an interrupted trial, the config's
+    ``enqueue`` (hand-picked), the baseline (its data-independent parameters match; data-derived
+    ones are the middle choices), or a warm-start source."""
+    from search.warm_start import BASELINE, map_params
+
+    if "requeued_from" in trial.user_attrs:
+        return f"re-queued trial {trial.user_attrs['requeued_from']}"
+    fixed = trial.system_attrs["fixed_params"]
+    if any(fixed == dict(entry) for entry in config.enqueue):
+        return "hand-picked"
+    baseline = map_params(BASELINE, config.search_space)
+    if config.sampler.runs_baseline and all(fixed.get(k) == v for k, v in baseline.items()):
+        return "baseline"
+    return "warm start"
 
 
 def breakdown_markdown(rows: list[dict]) -> str:
@@ -130,8 +175,13 @@ def markdown(name: str, r: dict) -> str:
         + (f"| trials at chance level (<= {r['chance_level_accuracy'] + 0.02:.4f}) | {r['chance_level_trials']} "
            f"(share {r['chance_level_trial_share']}) |\n" if "chance_level_trial_share" in r else "")
         + (f"| choices derived from the data | {r['derived_from_data']} |\n" if r.get("derived_from_data") else "")
-        + "".join(f"| enqueued trial {e['number']} (hand-picked), test accuracy | {e['test_accuracy']:.4f} "
-                  f"(val {e['val_accuracy']:.4f}) |\n" for e in r.get("enqueued_trials", []))
+        + "".join(f"| enqueued trial {e['number']} ({e.get('source', 'enqueued')}), test accuracy | "
+                  f"{e['test_accuracy']:.4f} (val {e['val_accuracy']:.4f}) |\n" for e in r.get("enqueued_trials", []))
+        + "".join(f"| with `max_stagnation_trials: {n}` (replayed) | "
+                  + (f"stops after {v['stop_minutes']:.0f} min, {v['epochs_by_then']} epochs, best val "
+                     f"{v['best_val_accuracy']:.4f}{' (the same best)' if v['same_best_as_full_run'] else ''} |\n"
+                     if v["stop_minutes"] is not None else "never stops |\n")
+                  for n, v in r.get("stagnation_replay", {}).items())
         + f"\nChampion: `{json.dumps(r['best_params'], sort_keys=True)}`\n"
         + breakdown_markdown(r.get("trial_log", []))
     )
@@ -160,6 +210,7 @@ def main() -> None:
             storage = f"sqlite:///{work_dir(config.study_name)}/study.db"
             study = optuna.load_study(study_name=config.study_name, storage=storage)
             result["trial_log"] = trial_log(study)
+            result["stagnation_replay"] = stagnation_replay(study)
             if config.data.test_file:
                 result["enqueued_trials"] = enqueued_test_accuracy(
                     study, f"sqlite:///{work_dir(config.study_name)}/mlflow.db", config)
@@ -244,6 +295,7 @@ def main() -> None:
         "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
         "epochs_run": epochs, "val_passed_reference_after_seconds": passed_at,
         "trial_log": trial_log(study),
+        "stagnation_replay": stagnation_replay(study),
         "enqueued_trials": enqueued_test_accuracy(study, tracking, config) if config.data.test_file else [],
     }
     path = write_result(f"search_{config.study_name}", result, merge=False)

@@ -263,7 +263,8 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     timeout = args.timeout if args.timeout is not None else (None if worker_mode else config.timeout)
     run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
                timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
-               max_consecutive_failures=config.worker.max_consecutive_failures)
+               max_consecutive_failures=config.worker.max_consecutive_failures,
+               max_stagnation_trials=config.max_stagnation_trials)
     _finish(config, tracker, study)
     return 0
 

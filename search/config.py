@@ -244,6 +244,9 @@ class StudyConfig(_Strict):
     # Default budget of `run` (per invocation); the CLI's --n-trials/--timeout override it.
     n_trials: int | None = Field(10, ge=1)
     timeout: float | None = Field(None, gt=0)
+    # Stop once this many COMPLETE trials in a row have not beaten the best (pruned ones are cheap
+    # and not counted); None = run to n_trials/timeout. Every worker checks before each trial.
+    max_stagnation_trials: int | None = Field(None, ge=1)
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
     data: DataSpec

@@ -38,6 +38,23 @@ def finished_count(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def stagnant_trials(study: optuna.Study) -> int:
+    """COMPLETE trials since the first one with the best value (a tie is no improvement).
+
+    Optuna's BestValueStagnationEvaluator computes the same, but ``optuna.terminator`` is
+    deprecated since 4.9 (removal in 6.0), and ``study.stop()`` from a callback would only end
+    the current ``optimize()`` call, which this loop makes once per trial."""
+    values = [float(t.value) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.value is not None]
+    return trials_since_best(values, study.direction == optuna.study.StudyDirection.MAXIMIZE)
+
+
+def trials_since_best(values: list[float], maximize: bool = True) -> int:
+    if not values:
+        return 0
+    return len(values) - 1 - values.index(max(values) if maximize else min(values))
+
+
 def requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Queue a trial's params again (interrupted or surplus trials keep their configuration)."""
     if not trial.params:
@@ -90,10 +107,12 @@ def run_worker(
     poll_seconds: float = 2.0,
     storage_patience: float = 180.0,
     max_consecutive_failures: int = 0,
+    max_stagnation_trials: int | None = None,
     out: Any = None,
 ) -> int:
-    """Returns the number of trials this worker ran. Stops on target, n_trials, timeout or signal;
-    raises ``FailingTrialsError`` after ``max_consecutive_failures`` (> 0) failed trials in a row."""
+    """Returns the number of trials this worker ran. Stops on target, n_trials, timeout, signal or
+    ``max_stagnation_trials`` COMPLETE trials in a row that did not beat the best; raises
+    ``FailingTrialsError`` after ``max_consecutive_failures`` (> 0) failed trials in a row."""
     out = out or sys.stdout
     budgeted = BudgetedObjective(objective, target, stop)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -111,6 +130,10 @@ def run_worker(
             break
         try:
             optuna.storages.fail_stale_trials(study)
+            if max_stagnation_trials is not None and stagnant_trials(study) >= max_stagnation_trials:
+                print(f"worker: the last {max_stagnation_trials} complete trials did not beat the best "
+                      "(max_stagnation_trials)", file=out, flush=True)
+                break
             if target is not None:
                 counts = count_states(study)
                 finished = counts["COMPLETE"] + counts["PRUNED"]

@@ -205,6 +205,8 @@ CASES = [
     Case("grid with a float range", run_with(sampler={"type": "grid"}),
          "grid needs 'choices' or 'value' for learning_rate"),
     Case("n_trials 0 in config", run_with(n_trials=0), "n_trials: Input should be greater than or equal to 1"),
+    Case("max_stagnation_trials 0", run_with(max_stagnation_trials=0),
+         "max_stagnation_trials: Input should be greater than or equal to 1"),
     Case("zero step", run_with(search_space__units={"low": 8, "high": 64, "step": 0}), "'step' must be > 0"),
     # -- storage and tracking URLs ---------------------------------------------------------------
     Case("password with /", run_with(storage=PG.format(pw="se/" + SECRET)), "127.0.0.1:1/optuna unreachable"),

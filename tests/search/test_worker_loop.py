@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -62,3 +63,34 @@ def test_cli_run_whose_every_trial_fails_exits_2_with_one_line(tmp_path: Path, t
     assert error.startswith("error: the last 2 trials of this worker failed") and "last: trial 1:" in error
     study = optuna.load_study(study_name="tiny", storage=config["storage"])
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+
+
+def valued(values: list[float | None]):  # type: ignore[no-untyped-def]
+    """An objective whose n-th trial completes with values[n] (None: pruned)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        value = values[trial.number]
+        if value is None:
+            raise optuna.TrialPruned()
+        return value
+
+    return objective
+
+
+def test_stagnation_stops_after_that_many_complete_trials_without_a_better_one() -> None:
+    study = optuna.create_study(direction="maximize")
+    # Best 0.8 at trial 1; pruned trials do not count and a tie does not beat the best: the
+    # second complete trial after the best is trial 4, and the worker stops before trial 5.
+    values: list[float | None] = [0.5, 0.8, 0.7, None, 0.8, None, 0.6, 0.9, 0.9]
+    printed = io.StringIO()
+    ran = run_worker(study, valued(values), target=None, n_trials=9, stop=GracefulStop(),
+                     max_stagnation_trials=2, out=printed)
+    assert ran == 5 and [t.number for t in study.trials] == list(range(5))
+    assert "the last 2 complete trials did not beat the best" in printed.getvalue()
+
+
+def test_a_better_trial_restarts_the_stagnation_count() -> None:
+    study = optuna.create_study(direction="maximize")
+    values: list[float | None] = [0.5, 0.4, 0.6, 0.5, 0.7, 0.6, 0.8]
+    ran = run_worker(study, valued(values), target=None, n_trials=7, stop=GracefulStop(), max_stagnation_trials=2)
+    assert ran == 7  # never two complete trials in a row without a new best
