@@ -46,6 +46,8 @@ def _study_options(p: argparse.ArgumentParser, *, budget: bool) -> None:
     if budget:
         p.add_argument("--n-trials", type=_positive(int), default=None, help="run this many more trials")
         p.add_argument("--timeout", type=_positive(float), default=None, help="stop starting trials after S seconds")
+        p.add_argument("--max-stagnation-trials", type=_non_negative_int, default=None,
+                       help="override max_stagnation_trials (0: never stop for lack of improvement)")
         p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow (no registry)")
         # A string default goes through `type` too: a bad SEARCH_CPU_THREADS is a one-line error.
         p.add_argument("--cpu-threads", type=_positive(int), default=env("SEARCH_CPU_THREADS") or None,
@@ -129,6 +131,12 @@ def _positive(kind: type) -> Any:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _non_negative_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
+    return int(text)
 
 
 def _env_int(name: str) -> int | None:
@@ -261,10 +269,11 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     objective = Objective(config, tracker, stop, verbose=1 if args.verbose else 0)
     n_trials = args.n_trials if args.n_trials is not None else (None if worker_mode else config.n_trials)
     timeout = args.timeout if args.timeout is not None else (None if worker_mode else config.timeout)
+    stagnation = config.max_stagnation_trials if args.max_stagnation_trials is None else args.max_stagnation_trials
     run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
                timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
                max_consecutive_failures=config.worker.max_consecutive_failures,
-               max_stagnation_trials=config.max_stagnation_trials)
+               max_stagnation_trials=stagnation or None)
     _finish(config, tracker, study)
     return 0
 

@@ -207,6 +207,8 @@ CASES = [
     Case("n_trials 0 in config", run_with(n_trials=0), "n_trials: Input should be greater than or equal to 1"),
     Case("max_stagnation_trials 0", run_with(max_stagnation_trials=0),
          "max_stagnation_trials: Input should be greater than or equal to 1"),
+    Case("max-stagnation-trials -1", lambda tmp: [*run_with()(tmp), "--max-stagnation-trials", "-1"],
+         "argument --max-stagnation-trials: must be a whole number >= 0"),
     Case("zero step", run_with(search_space__units={"low": 8, "high": 64, "step": 0}), "'step' must be > 0"),
     # -- storage and tracking URLs ---------------------------------------------------------------
     Case("password with /", run_with(storage=PG.format(pw="se/" + SECRET)), "127.0.0.1:1/optuna unreachable"),

@@ -94,3 +94,28 @@ def test_a_better_trial_restarts_the_stagnation_count() -> None:
     values: list[float | None] = [0.5, 0.4, 0.6, 0.5, 0.7, 0.6, 0.8]
     ran = run_worker(study, valued(values), target=None, n_trials=7, stop=GracefulStop(), max_stagnation_trials=2)
     assert ran == 7  # never two complete trials in a row without a new best
+
+
+def test_cli_run_stops_when_complete_trials_stop_beating_the_best(tmp_path: Path,
+                                                                  tiny_files: dict[str, Path]) -> None:
+    config = tiny_config(tmp_path, tiny_files, n_trials=1)
+    config["pruner"] = {"type": "none"}  # pruned trials do not count: keep the count exact
+    path = write_config(tmp_path, config)
+    run = [PYTHON, "-m", "search", "run", "--config", str(path), "--no-tracking"]
+    first = subprocess.run(run, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    # A best no real trial can beat (accuracy 2.0): from here every complete trial is stagnant.
+    study = optuna.load_study(study_name="tiny", storage=config["storage"])
+    done = study.trials[0]
+    study.add_trial(optuna.trial.create_trial(params=done.params, distributions=done.distributions, value=2.0))
+    out = subprocess.run([*run, "--n-trials", "6", "--max-stagnation-trials", "2"], cwd=ROOT, env=cli_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "the last 2 complete trials did not beat the best (max_stagnation_trials)" in out.stdout
+    assert [t.state for t in optuna.load_study(study_name="tiny", storage=config["storage"]).trials] == \
+        [TrialState.COMPLETE] * 4
+    # 0 turns the stop off: the resumed run goes on.
+    again = subprocess.run([*run, "--n-trials", "1", "--max-stagnation-trials", "0"], cwd=ROOT, env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "max_stagnation_trials" not in again.stdout
+    assert len(optuna.load_study(study_name="tiny", storage=config["storage"]).trials) == 5
