@@ -137,6 +137,18 @@ def efficiency_section() -> str:
             "epochs and vs wall seconds, mean ± sd over seeds).\n")
 
 
+def stagnation_sentence(replay: dict) -> str:
+    """The replayed stop of the largest ``max_stagnation_trials`` the search bench tried."""
+    if not replay:
+        return ""
+    n = max(replay, key=int)
+    v = replay[n]
+    if v["stop_minutes"] is None:
+        return f" With `max_stagnation_trials: {n}` it would not have stopped early."
+    same = "the same best trial" if v["same_best_as_full_run"] else f"best validation {v['best_val_accuracy']:.4f}"
+    return f" With `max_stagnation_trials: {n}` (replayed) it stops after {v['stop_minutes']:.0f} min with {same}."
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -157,8 +169,9 @@ def headline() -> str:
             f"{r['budget_seconds'] / 60:.0f}-minute budget on {r['machine']['cpus']} CPU cores "
             f"({r['finished_trials']} finished trials, {r['epochs_run']} epochs); best validation "
             f"accuracy {r['best_val_accuracy']:.4f}."
-            + "".join(f" Enqueued trial {e['number']} (hand-picked), trained on the same data: test "
-                      f"{e['test_accuracy']:.4f}." for e in r.get("enqueued_trials", [])))
+            + "".join(f" Enqueued trial {e['number']} ({e.get('source', 'enqueued')}), trained on the same data: test "
+                      f"{e['test_accuracy']:.4f}." for e in r.get("enqueued_trials", []))
+            + stagnation_sentence(r.get("stagnation_replay", {})))
     e = _load("efficiency")
     if e and "summary" in e and e.get("version") == 2:
         s = e["summary"]
