@@ -145,7 +145,7 @@ class MlflowTracker:
 
     enabled = True
 
-    def __init__(self, uri: str | None, experiment_name: str, artifact_root: str = DEFAULT_ARTIFACT_ROOT,
+    def __init__(self, uri: str | None, experiment_name: str, artifact_root: str | None = None,
                  *, read_only: bool = False):
         import mlflow
         from mlflow import MlflowClient
@@ -164,6 +164,10 @@ class MlflowTracker:
                 raise TrackingError(f"tracking store {self.uri}: cannot create {db.parent} ({exc.strerror})") \
                     from None
         self.experiment_name = experiment_name
+        if artifact_root is None:
+            # Artifacts of a SQLite store live next to its database (the default store gives
+            # mlruns/artifacts), not under the working directory of whoever created the experiment.
+            artifact_root = str(db.parent / "artifacts") if self.uri.startswith("sqlite:///") else DEFAULT_ARTIFACT_ROOT
         self.artifact_root = artifact_root
         # mlflow.keras.log_model is only offered through MLflow's fluent API, which reads
         # the process-wide tracking URI; this adapter is the one place that sets it.

@@ -103,6 +103,8 @@ def test_every_trial_is_an_mlflow_run_with_curves(finished: Finished) -> None:
             assert len(finished.client.get_metric_history(run.info.run_id, name)) == len(history)
         artifacts = {a.path for a in finished.client.list_artifacts(run.info.run_id)}
         assert {"best.h5", "sidecar.json"} <= artifacts
+        # Next to the SQLite store (here the test's temp dir), not under the working directory.
+        assert run.info.artifact_uri.startswith((finished.tmp / "artifacts").as_uri())
     summary = finished.client.search_runs([finished.client.get_experiment_by_name("tiny").experiment_id],
                                           filter_string="tags.run_type = 'study'")
     assert len(summary) == 1
