@@ -64,22 +64,21 @@ def stagnation_replay(study: optuna.Study, limits: tuple[int, ...] = (10, 20, 30
     trials = [t for t in study.trials if t.datetime_complete is not None]
     start = min(t.datetime_start for t in study.trials if t.datetime_start is not None)
     best_value = max((t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE), default=None)
-    out: dict[str, dict] = {}
-    for limit in limits:
-        done: list[optuna.trial.FrozenTrial] = []
-        for t in sorted(trials, key=lambda t: t.datetime_complete):  # type: ignore[arg-type, return-value]
-            done.append(t)
-            values = [float(d.value) for d in sorted(done, key=lambda d: d.number)
-                      if d.state == optuna.trial.TrialState.COMPLETE and d.value is not None]
-            if trials_since_best(values) >= limit:
-                out[str(limit)] = {
+    stops: dict[str, dict] = {}
+    done: list[optuna.trial.FrozenTrial] = []
+    # One pass in completion order; what the workers see at each moment is the trials done by then.
+    for t in sorted(trials, key=lambda t: t.datetime_complete):  # type: ignore[arg-type, return-value]
+        done.append(t)
+        values = [float(d.value) for d in sorted(done, key=lambda d: d.number)
+                  if d.state == optuna.trial.TrialState.COMPLETE and d.value is not None]
+        stagnant = trials_since_best(values)
+        for limit in limits:
+            if str(limit) not in stops and stagnant >= limit:
+                stops[str(limit)] = {
                     "stop_minutes": round((t.datetime_complete - start).total_seconds() / 60, 1),  # type: ignore[operator]
                     "epochs_by_then": sum(len(d.intermediate_values) for d in done),
                     "best_val_accuracy": round(max(values), 4), "same_best_as_full_run": max(values) == best_value}
-                break
-        else:
-            out[str(limit)] = {"stop_minutes": None}
-    return out
+    return {str(limit): stops.get(str(limit), {"stop_minutes": None}) for limit in limits}
 
 
 def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untyped-def]

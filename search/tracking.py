@@ -153,8 +153,10 @@ class MlflowTracker:
         for key, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         self.uri = resolve_tracking_uri(uri)
-        if self.uri.startswith("sqlite:///"):
-            db = Path(self.uri.removeprefix("sqlite:///"))
+        # The database file of a local SQLite store (None for a server or another backend).
+        self._db = Path(self.uri.removeprefix("sqlite:///")) if self.uri.startswith("sqlite:///") else None
+        if self._db is not None:
+            db = self._db
             if read_only and not db.is_file():
                 # pull/predict read a store: a mistyped path must not create an empty one.
                 raise TrackingError(f"tracking store {self.uri}: no such database file {db}")
@@ -167,7 +169,7 @@ class MlflowTracker:
         if artifact_root is None:
             # Artifacts of a SQLite store live next to its database (the default store gives
             # mlruns/artifacts), not under the working directory of whoever created the experiment.
-            artifact_root = str(db.parent / "artifacts") if self.uri.startswith("sqlite:///") else DEFAULT_ARTIFACT_ROOT
+            artifact_root = str(self._db.parent / "artifacts") if self._db is not None else DEFAULT_ARTIFACT_ROOT
         self.artifact_root = artifact_root
         # mlflow.keras.log_model is only offered through MLflow's fluent API, which reads
         # the process-wide tracking URI; this adapter is the one place that sets it.
@@ -196,14 +198,13 @@ class MlflowTracker:
 
     @contextlib.contextmanager
     def _schema_lock(self) -> Iterator[None]:
-        if not self.uri.startswith("sqlite:///"):
+        if self._db is None:
             yield
             return
         import fcntl
 
-        db = Path(self.uri.removeprefix("sqlite:///"))
         try:
-            handle = open(db.with_name(db.name + ".lock"), "a")  # noqa: SIM115 - closed below
+            handle = open(self._db.with_name(self._db.name + ".lock"), "a")  # noqa: SIM115 - closed below
         except OSError:  # a store we may only read: nothing to migrate, nothing to guard
             yield
             return
