@@ -4,8 +4,9 @@
 
 Four arms on the same data split, the same per-arm budget of training epochs and the same seeds:
 
-  tpe_hyperband  the recommended default: the baseline trial (a generic hand-tuner's BiGRU,
-                 search/warm_start.py), then TPE (multivariate) + Hyperband over epochs
+  tpe_successive_halving  the recommended default: the baseline trial (a generic hand-tuner's
+                 BiGRU, search/warm_start.py), then TPE (multivariate) + successive halving over
+                 epochs (Hyperband's first bracket alone, so TPE sees every trial)
   tpe_median     TPE (multivariate) + median pruner, no baseline (recommended before this bench)
   random         random sampling over the same space, no pruning
   notebook_grid  the notebooks' 24-point grid: regularizer x initializer x optimizer on a fixed
@@ -21,9 +22,12 @@ crosses the budget is cut at the budget, and an arm that runs out of things to t
 keeps its best for the rest of the budget. Wall-clock curves place each epoch at its trial's
 start + the trial's set-up time + the epoch times the objective records (``epoch_seconds``).
 Warm starts (`enqueue`) are dropped so no arm starts from a known answer for this data set; the
-baseline trial is the same generic model on every data set. `--arms tpe_hyperband_no_baseline`
-measures the recommended strategy without it; `--arms tpe_successive_halving` runs the baseline +
-TPE with successive halving (Hyperband's first bracket alone, so TPE sees every trial).
+baseline trial is the same generic model on every data set. Extra arms (`--arms NAME`, measured
+on the same seeds): `tpe_hyperband` (the baseline + TPE + Hyperband, the default before
+successive halving), `tpe_hyperband_no_baseline` (without the baseline trial),
+`tpe_sh_startup4` (the recommended arm with TPE's model from the 5th trial instead of the 9th),
+`tpe_sh_transfer` (the recommended arm starting from the champions of the search bench on other
+data sets, IMDB and Reuters-46, mapped onto this space as `warm_start` maps earlier studies).
 
     epochs_ratio_vs_random = epochs the recommended arm needs to reach random's final best / budget
 
@@ -79,10 +83,16 @@ NOTEBOOK_GRID: dict[str, dict[str, Any]] = {
     "pooling": {"value": "last"},
 }
 
-RECOMMENDED = "tpe_hyperband"
+RECOMMENDED = "tpe_successive_halving"
 ARMS = (RECOMMENDED, "tpe_median", "random", "notebook_grid")
-# Not in the default set: separates what the baseline trial and what Hyperband contribute.
-EXTRA_ARMS = ("tpe_hyperband_no_baseline", "tpe_successive_halving")
+# Not in the default set: Hyperband (the recommended strategy before successive halving), what
+# the baseline trial contributes, and candidates for the next default.
+EXTRA_ARMS = ("tpe_hyperband", "tpe_hyperband_no_baseline", "tpe_sh_startup4", "tpe_sh_transfer")
+# tpe_sh_transfer starts from the champions of earlier searches on *other* data sets (their
+# search-bench results), mapped onto this study's space as `warm_start` maps them: what a new
+# data set gets from earlier studies. Never this data set's own results (nor the short-text set,
+# cut from Amazon reviews).
+TRANSFER_SOURCES = ("search_imdb", "search_defaults_reuters")
 TPE = {"type": "tpe", "multivariate": True, "n_startup_trials": 8, "baseline_trial": True}
 CHECKPOINTS = (25, 50, 100)  # percent of the epoch budget
 
@@ -93,8 +103,11 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
     if arm.startswith("tpe_hyperband"):
         base["sampler"] = {**TPE, "baseline_trial": arm == "tpe_hyperband"}
         base["pruner"] = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}
-    elif arm == "tpe_successive_halving":  # same rungs as Hyperband's first bracket, TPE sees every trial
-        base["sampler"] = TPE
+    elif arm.startswith("tpe_s"):  # same rungs as Hyperband's first bracket, TPE sees every trial
+        # tpe_sh_transfer: the same, its enqueued transfer trials are added in run_arm.
+        # tpe_sh_startup4: TPE's model after 4 trials (baseline + 3 random) instead of 8. With few
+        # trials its "good" set is the best one, so it searches around the best-so-far early.
+        base["sampler"] = {**TPE, "n_startup_trials": 4} if arm == "tpe_sh_startup4" else TPE
         base["pruner"] = {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}
     elif arm == "tpe_median":
         base["sampler"] = {**TPE, "baseline_trial": False}
@@ -107,6 +120,20 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
         base["pruner"] = {"type": "none"}
         base["search_space"] = NOTEBOOK_GRID
     return base
+
+
+def transfer_enqueue(config_path: str) -> list[dict[str, Any]]:
+    """The TRANSFER_SOURCES champions as this study's suggestions (search.warm_start.map_params:
+    data-derived sizes keep their position among the source study's choices)."""
+    from search.config import load_config
+    from search.warm_start import map_params
+
+    space = load_config(ROOT / config_path).search_space
+    out = []
+    for name in TRANSFER_SOURCES:
+        source = json.loads((RESULTS / f"{name}.json").read_text())
+        out.append(map_params(source["best_params"], space, source.get("derived_from_data") or {}))
+    return out
 
 
 def comparison_fingerprint(config_path: str, max_epochs: int) -> str:
@@ -188,6 +215,8 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     overrides = arm_overrides(arm, seed, max_epochs)
+    if arm == "tpe_sh_transfer":
+        overrides["enqueue"] = transfer_enqueue(config_path)
     overrides["storage"] = f"sqlite:///{work}/study.db"
     config = load_config(ROOT / config_path, overrides=overrides)
     # Data paths are relative to the repository, like the config path, not to the caller's cwd.
@@ -327,7 +356,7 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training epochs", "vs wall-clock seconds"))
     colours = dict(zip(ARMS + EXTRA_ARMS, ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd",
-                                                 "#8c564b"), strict=True))
+                                                 "#8c564b", "#e377c2", "#17becf"), strict=True))
     walls = [r["wall"][-1] for r in runs if r["seed"] in seeds and r["wall"]]
     horizon = statistics.median(walls) if walls else 1.0
     grids = {"epochs": list(range(1, budget + 1)), "seconds": [horizon * i / 200 for i in range(1, 201)]}

@@ -164,7 +164,9 @@ def markdown(name: str, r: dict) -> str:
         f"# Search quality: {name}\n\n`{r['command']}` ({r['machine']['cpus']} CPUs, {r['written_at']})\n\n"
         "| measure | value |\n|---|---|\n"
         f"| wall-clock budget | {r['budget_seconds'] / 60:.0f} min (hard stop: {r['hard_stopped']}) |\n"
-        f"| trials (finished / pruned) | {r['trials']} ({r['finished_trials']} / {r['pruned_trials']}) |\n"
+        + (f"| strategy | sampler {r['strategy']['sampler']}, pruner {r['strategy']['pruner']} |\n"
+           if "strategy" in r else "")
+        + f"| trials (finished / pruned) | {r['trials']} ({r['finished_trials']} / {r['pruned_trials']}) |\n"
         f"| epochs trained | {r['epochs_run']} |\n"
         f"| best validation accuracy | {r['best_val_accuracy']:.4f} |\n"
         f"| champion test accuracy | {r['champion_test_accuracy']:.4f} (goal {goal}: {verdict}) |\n"
@@ -282,6 +284,8 @@ def main() -> None:
                             + (["--goal", str(args.goal)] if args.goal is not None else [])),
         "budget_seconds": args.budget, "budget_minutes": round(args.budget / 60, 1), "workers": args.workers,
         "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
+        # The strategy it ran with: the config file may change after the result is stored.
+        "strategy": config.model_dump(mode="json", include={"sampler", "pruner"}),
         "goal_test_accuracy": args.goal,
         "goal_met": None if args.goal is None else bool(test_accuracy is not None and test_accuracy >= args.goal),
         "best_val_accuracy_over_time": best_curve,

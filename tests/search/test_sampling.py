@@ -108,3 +108,14 @@ def test_successive_halving_prunes_at_its_rung_and_shows_the_sampler_every_trial
                                                           "reduction_factor": 3})
     seen = optuna.pruners._filter_study(hyperband, hyperband.trials[-1]).get_trials(deepcopy=False)
     assert len(seen) < len(hyperband.trials)  # 9 epochs / factor 3: 3 brackets, TPE sees one
+
+
+def test_a_config_without_a_pruner_gets_successive_halving_over_epochs(
+        tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    # The measured default (bench/results/efficiency.md); Hyperband would hide trials from TPE.
+    raw = tiny_config(tmp_path, tiny_files)
+    del raw["pruner"]
+    study = create_study(parse_config(raw), heartbeat=False)
+    assert isinstance(study.pruner, optuna.pruners.SuccessiveHalvingPruner)
+    trial = study.ask()
+    assert optuna.pruners._filter_study(study, study._storage.get_trial(trial._trial_id)) is study
