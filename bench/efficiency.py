@@ -26,8 +26,8 @@ baseline trial is the same generic model on every data set. Extra arms (`--arms 
 on the same seeds): `tpe_hyperband` (the baseline + TPE + Hyperband, the default before
 successive halving), `tpe_hyperband_no_baseline` (without the baseline trial),
 `tpe_sh_startup4` (the recommended arm with TPE's model from the 5th trial instead of the 9th),
-`tpe_sh_transfer` (the recommended arm starting from the champions of the search bench on other
-data sets, IMDB and Reuters-46, mapped onto this space as `warm_start` maps earlier studies).
+`tpe_sh_transfer` (the recommended arm with `sampler.portfolio: true`: the champions of the
+search bench on other data sets, IMDB and Reuters-46, mapped onto this space, run first).
 
     epochs_ratio_vs_random = epochs the recommended arm needs to reach random's final best / budget
 
@@ -88,12 +88,10 @@ ARMS = (RECOMMENDED, "tpe_median", "random", "notebook_grid")
 # Not in the default set: Hyperband (the recommended strategy before successive halving), what
 # the baseline trial contributes, and candidates for the next default.
 EXTRA_ARMS = ("tpe_hyperband", "tpe_hyperband_no_baseline", "tpe_sh_startup4", "tpe_sh_transfer")
-# tpe_sh_transfer starts from the champions of earlier searches on *other* data sets (their
-# search-bench results), mapped onto this study's space as `warm_start` maps them: what a new
-# data set gets from earlier studies. Never this data set's own results (nor the short-text set,
-# cut from Amazon reviews).
-TRANSFER_SOURCES = ("search_imdb", "search_defaults_reuters")
-TPE = {"type": "tpe", "multivariate": True, "n_startup_trials": 8, "baseline_trial": True}
+# The portfolio (search/warm_start.py: the champions of the search bench on other data sets) is
+# off except in the arm that measures it, tpe_sh_transfer; it holds neither this data set's own
+# results nor the short-text set's (cut from Amazon reviews).
+TPE = {"type": "tpe", "multivariate": True, "n_startup_trials": 8, "baseline_trial": True, "portfolio": False}
 CHECKPOINTS = (25, 50, 100)  # percent of the epoch budget
 
 
@@ -104,10 +102,10 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
         base["sampler"] = {**TPE, "baseline_trial": arm == "tpe_hyperband"}
         base["pruner"] = {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}
     elif arm.startswith("tpe_s"):  # same rungs as Hyperband's first bracket, TPE sees every trial
-        # tpe_sh_transfer: the same, its enqueued transfer trials are added in run_arm.
         # tpe_sh_startup4: TPE's model after 4 trials (baseline + 3 random) instead of 8. With few
         # trials its "good" set is the best one, so it searches around the best-so-far early.
-        base["sampler"] = {**TPE, "n_startup_trials": 4} if arm == "tpe_sh_startup4" else TPE
+        base["sampler"] = {**TPE, "n_startup_trials": 4} if arm == "tpe_sh_startup4" else \
+            {**TPE, "portfolio": arm == "tpe_sh_transfer"}
         base["pruner"] = {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}
     elif arm == "tpe_median":
         base["sampler"] = {**TPE, "baseline_trial": False}
@@ -120,20 +118,6 @@ def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
         base["pruner"] = {"type": "none"}
         base["search_space"] = NOTEBOOK_GRID
     return base
-
-
-def transfer_enqueue(config_path: str) -> list[dict[str, Any]]:
-    """The TRANSFER_SOURCES champions as this study's suggestions (search.warm_start.map_params:
-    data-derived sizes keep their position among the source study's choices)."""
-    from search.config import load_config
-    from search.warm_start import map_params
-
-    space = load_config(ROOT / config_path).search_space
-    out = []
-    for name in TRANSFER_SOURCES:
-        source = json.loads((RESULTS / f"{name}.json").read_text())
-        out.append(map_params(source["best_params"], space, source.get("derived_from_data") or {}))
-    return out
 
 
 def comparison_fingerprint(config_path: str, max_epochs: int) -> str:
@@ -215,8 +199,6 @@ def run_arm(arm: str, config_path: str, seed: int, budget: int, max_epochs: int)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     overrides = arm_overrides(arm, seed, max_epochs)
-    if arm == "tpe_sh_transfer":
-        overrides["enqueue"] = transfer_enqueue(config_path)
     overrides["storage"] = f"sqlite:///{work}/study.db"
     config = load_config(ROOT / config_path, overrides=overrides)
     # Data paths are relative to the repository, like the config path, not to the caller's cwd.

@@ -116,15 +116,18 @@ def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[d
 
 def enqueued_source(trial: optuna.trial.FrozenTrial, config) -> str:  # type: ignore[no-untyped-def]
     """Where an enqueued trial came from: a worker re-queued an interrupted trial, the config's
-    ``enqueue`` (hand-picked), the baseline (its data-independent parameters match; data-derived
+    ``enqueue`` (hand-picked), the portfolio, the baseline (its data-independent parameters match; data-derived
     ones are the middle choices), or a warm-start source."""
-    from search.warm_start import BASELINE, map_params
+    from search.warm_start import BASELINE, PORTFOLIO, map_params
 
     if "requeued_from" in trial.user_attrs:
         return f"re-queued trial {trial.user_attrs['requeued_from']}"
     fixed = trial.system_attrs["fixed_params"]
     if any(fixed == dict(entry) for entry in config.enqueue):
         return "hand-picked"
+    for entry in PORTFOLIO if config.sampler.runs_portfolio else ():
+        if fixed == map_params(entry["params"], config.search_space, entry["choices"]):
+            return f"portfolio ({entry['source']})"
     baseline = map_params(BASELINE, config.search_space)
     if config.sampler.runs_baseline and all(fixed.get(k) == v for k, v in baseline.items()):
         return "baseline"

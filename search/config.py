@@ -151,10 +151,18 @@ class SamplerConfig(_Strict):
     # TPE studies run a generic hand-tuner's model first (search/warm_start.py: BASELINE), so the
     # search starts where tuning by hand would and only has to improve on it.
     baseline_trial: bool = True
+    # Opt-in: the champions of earlier searches on other data sets (search/warm_start.py:
+    # PORTFOLIO) run before the baseline, mapped onto this space. Off by default: on Amazon
+    # (bench/results/efficiency.md, tpe_sh_transfer) it led only at a quarter of the budget.
+    portfolio: bool = False
 
     @property
     def runs_baseline(self) -> bool:
         return self.type == "tpe" and self.baseline_trial
+
+    @property
+    def runs_portfolio(self) -> bool:
+        return self.type == "tpe" and self.portfolio
 
 
 class PrunerConfig(_Strict):

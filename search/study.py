@@ -117,7 +117,8 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True,
         study.enqueue_trial(params, skip_if_exists=True)
     study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
                                        "experiments": config.warm_start.experiments,
-                                       "baseline_trial": config.sampler.runs_baseline})
+                                       "baseline_trial": config.sampler.runs_baseline,
+                                       "portfolio": config.sampler.runs_portfolio})
     return study
 
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from data_pipeline.stats import CorpusStats
 from search.config import ParamSpec, parse_config
-from search.warm_start import BASELINE, baseline_params, map_params, map_value, warm_start_params
+from search.warm_start import (
+    BASELINE,
+    PORTFOLIO,
+    baseline_params,
+    map_params,
+    map_value,
+    portfolio_params,
+    warm_start_params,
+)
 from tests.conftest import tiny_config
 
 
@@ -48,15 +56,18 @@ def test_what_the_space_cannot_take_is_left_to_the_sampler() -> None:
     assert map_params({"regularizer": "none", "regularizer_strength": 1e-5}, space) == {"regularizer": "none"}
 
 
-def test_baseline_takes_the_middle_of_data_derived_choices(tmp_path: Path) -> None:
+def _default_space(tmp_path: Path) -> dict[str, ParamSpec]:
+    """The default search space, its lengths and vocabularies derived from an Amazon-like corpus."""
     files = {"train": tmp_path / "t.txt", "test": tmp_path / "s.txt"}
     raw = tiny_config(tmp_path, files)
     raw["search_space"] = {}
-    config = parse_config(raw)
     stats = CorpusStats(n_train=5000, n_classes=2, mean_tokens=78.5, token_percentiles={"50": 70, "90": 143, "99": 179},
                         vocabulary=28304, vocabulary_min2=12195)
-    config = config.with_data_aware_space(stats)
-    params = baseline_params(config.search_space)
+    return parse_config(raw).with_data_aware_space(stats).search_space
+
+
+def test_baseline_takes_the_middle_of_data_derived_choices(tmp_path: Path) -> None:
+    params = baseline_params(_default_space(tmp_path))
     assert params["sequence_length"] == 144 and params["max_features"] == 6000
     assert {k: params[k] for k in BASELINE} == BASELINE  # the default space offers every baseline value
 
@@ -71,3 +82,40 @@ def test_order_dedupe_and_which_samplers_get_a_baseline(tmp_path: Path) -> None:
     assert warm_start_params(parse_config({**raw, "sampler": {"type": "random"}})) == []
     off = parse_config({**raw, "sampler": {"type": "tpe", "baseline_trial": False}})
     assert warm_start_params(off) == []
+
+
+def test_portfolio_maps_earlier_champions_and_skips_one_found_on_this_training_file(tmp_path: Path) -> None:
+    space = _default_space(tmp_path)
+    imdb, reuters = portfolio_params(space, "another file")
+    # Both champions took the middle of their studies' data-derived choices, so they take this
+    # data set's middle choices, not the nearest numbers (IMDB's 464 tokens on 144-token reviews).
+    assert (imdb["sequence_length"], imdb["max_features"]) == (144, 6000)
+    assert (reuters["sequence_length"], reuters["max_features"]) == (144, 6000)
+    assert (imdb["cell"], imdb["pooling"], reuters["cell"], reuters["pooling"]) == ("GRU", "mean", "LSTM", "max")
+    for params in (imdb, reuters):
+        for name, value in params.items():
+            values = space[name].values
+            assert values is None or value in values, name
+            if values is None:
+                assert space[name].low <= value <= space[name].high, name  # type: ignore[operator]
+    assert portfolio_params(space, PORTFOLIO[0]["train_sha256"]) == [reuters]  # a study on IMDB itself
+
+
+def test_portfolio_runs_after_warm_starts_and_before_the_baseline(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    raw = tiny_config(tmp_path, tiny_files)
+    raw["sampler"] = {"type": "tpe", "portfolio": True}
+    first = {"cell": "SimpleRNN", "units": 4}
+    config = parse_config({**raw, "enqueue": [first]})
+    queued = warm_start_params(config)
+    assert queued == [first, *portfolio_params(config.search_space, "not the tiny file"),
+                      baseline_params(config.search_space)]
+    assert len(queued) == 4  # mapped onto the tiny space, the two champions stay distinct
+    assert warm_start_params(parse_config({**raw, "sampler": {"type": "tpe"}})) == queued[-1:]  # opt-in
+    from search.report import build_report
+    from search.study import create_study
+
+    study = create_study(config, heartbeat=False)
+    assert [t.system_attrs["fixed_params"] for t in study.trials] == queued
+    assert study.user_attrs["warm_start"]["portfolio"] is True
+    assert "champions of earlier searches on other data sets" in build_report(study).notes["warm_start"]
+    assert warm_start_params(parse_config({**raw, "sampler": {"type": "random"}})) == []
