@@ -134,6 +134,35 @@ def enqueued_source(trial: optuna.trial.FrozenTrial, config) -> str:  # type: ig
     return "warm start"
 
 
+def champion_fields(study: optuna.Study, tracking: str, config, args) -> dict:  # type: ignore[no-untyped-def]
+    """What the registry's ``champion`` is and scores on the test file; for an ensemble also
+    the test accuracy of its best trial alone (what a single-model champion would score)."""
+    from mlflow import MlflowClient
+
+    from search.registry import score_run_on_test
+    from search.tracking import MlflowTracker
+
+    client = MlflowClient(tracking)
+    version = client.get_model_version_by_alias(config.model_name, "champion")
+    run = client.get_run(version.run_id)
+    members = [int(n) for n in run.data.tags.get("ensemble_trials", "").split(",") if n]
+    test_accuracy = run.data.metrics.get("test_accuracy")
+    best = study.best_trial
+    fields = {
+        "champion_test_accuracy": test_accuracy,
+        "champion": {"kind": "ensemble" if members else "trial", "trials": members or [best.number],
+                     "val_accuracy": run.data.metrics.get("val_accuracy", best.value) if members else best.value},
+        "goal_met": None if args.goal is None else bool(test_accuracy is not None and test_accuracy >= args.goal),
+        "champion_beats_reference": None if args.reference is None else bool(
+            test_accuracy is not None and test_accuracy > args.reference),
+    }
+    if members and config.data.test_file:
+        tracker = MlflowTracker(tracking, config.experiment_name, read_only=True)
+        fields["best_trial_test_accuracy"] = score_run_on_test(
+            tracker, best.user_attrs["mlflow_run_id"], config.data.resolved(ROOT))
+    return fields
+
+
 def breakdown_markdown(rows: list[dict]) -> str:
     """Best validation accuracy and cost per model family / sequence length / vocabulary (pandas groupby)."""
     import pandas as pd
@@ -158,6 +187,18 @@ def breakdown_markdown(rows: list[dict]) -> str:
     return "".join(parts)
 
 
+def champion_rows(r: dict) -> str:
+    """The champion's rows when it is an ensemble (a single trial is the best-validation row)."""
+    c = r.get("champion")
+    if not c or c["kind"] != "ensemble":
+        return ""
+    built = "" if r.get("registered_seconds") is None else f"; registered in {r['registered_seconds']:.0f} s"
+    alone = r.get("best_trial_test_accuracy")
+    return (f"| champion | ensemble of {len(c['trials'])} trials ({', '.join(map(str, c['trials']))}), mean "
+            f"probability; validation accuracy {c['val_accuracy']:.4f}{built} |\n"
+            + (f"| best trial alone, test accuracy | {alone:.4f} |\n" if alone is not None else ""))
+
+
 def markdown(name: str, r: dict) -> str:
     goal = r.get("goal_test_accuracy")
     verdict = "n/a" if goal is None else ("met" if r["goal_met"] else "missed")
@@ -172,7 +213,8 @@ def markdown(name: str, r: dict) -> str:
         + f"| trials (finished / pruned) | {r['trials']} ({r['finished_trials']} / {r['pruned_trials']}) |\n"
         f"| epochs trained | {r['epochs_run']} |\n"
         f"| best validation accuracy | {r['best_val_accuracy']:.4f} |\n"
-        f"| champion test accuracy | {r['champion_test_accuracy']:.4f} (goal {goal}: {verdict}) |\n"
+        + champion_rows(r)
+        + f"| champion test accuracy | {r['champion_test_accuracy']:.4f} (goal {goal}: {verdict}) |\n"
         f"| notebooks' best test accuracy | {r['reference_accuracy']} |\n"
         f"| validation first above it after | {'never' if passed is None else f'{passed / 60:.0f} min'} |\n"
         f"| best validation accuracy over time | {curve} |\n"
@@ -191,6 +233,34 @@ def markdown(name: str, r: dict) -> str:
     )
 
 
+def reregister(args: argparse.Namespace) -> None:
+    """``--register``: the same trials, the champion chosen again (for results stored before the
+    rule changed); the result's search measurements stay, its champion fields are replaced."""
+    quiet()
+    from search.config import load_config
+
+    config = load_config(ROOT / args.config)
+    name = f"search_{config.study_name}"
+    path = RESULTS / f"{name}.json"
+    result = json.loads(path.read_text())
+    args.goal, args.reference = result.get("goal_test_accuracy"), result.get("reference_accuracy")
+    work = work_dir(config.study_name)
+    storage, tracking = f"sqlite:///{work}/study.db", f"sqlite:///{work}/mlflow.db"
+    started = time.time()
+    subprocess.run([sys.executable, "-m", "search", "register", "--config", str(ROOT / args.config),
+                    "--storage", storage, "--tracking-uri", tracking], cwd=ROOT, check=True)
+    seconds = round(time.time() - started, 1)
+    study = optuna.load_study(study_name=config.study_name, storage=storage)
+    result.update(champion_fields(study, tracking, config, args), registered_seconds=seconds,
+                  registered_again_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+    write_json(path, result)  # the search's measurement: keeps its written_at
+    (RESULTS / f"{name}.md").write_text(markdown(name, result))
+    c = result["champion"]
+    print(f"champion: {c['kind']} of trials {c['trials']}, test {result['champion_test_accuracy']:.4f}"
+          + (f" (best trial alone {result['best_trial_test_accuracy']:.4f})" if "best_trial_test_accuracy" in result
+             else "") + f" -> {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True)
@@ -202,7 +272,13 @@ def main() -> None:
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the .json")
     parser.add_argument("--resummarize", action="store_true",
                         help="rebuild the per-trial log from the study kept under .cache/bench, then the .md")
+    parser.add_argument("--register", action="store_true",
+                        help="register the champion of the study kept under .cache/bench again, by this code's "
+                             "rule (the ensemble by default), score it and update the result (its search unchanged)")
     args = parser.parse_args()
+    if args.register:
+        reregister(args)
+        return
     if args.markdown_only or args.resummarize:
         from search.config import load_config
 
@@ -222,8 +298,6 @@ def main() -> None:
         (RESULTS / f"{name}.md").write_text(markdown(name, result))
         return
     quiet()
-    from mlflow import MlflowClient
-
     from search.config import load_config
 
     config = load_config(ROOT / args.config)
@@ -254,9 +328,12 @@ def main() -> None:
             process.wait()
     if any(p.returncode != 0 for p in processes):
         raise SystemExit(f"search exited with {[p.returncode for p in processes]}")
-    if args.workers > 1:  # each worker registered what it saw; the last word covers every trial
-        subprocess.run([*cli, "register", *where], cwd=ROOT, check=True)
     wall = time.time() - started
+    registered_seconds = None
+    if args.workers > 1:  # each worker registered what it saw; the last word covers every trial
+        registered = time.time()
+        subprocess.run([*cli, "register", *where], cwd=ROOT, check=True)
+        registered_seconds = round(time.time() - registered, 1)
     study = optuna.load_study(study_name=config.study_name, storage=storage)
     finished = [t for t in study.trials if t.state.is_finished()]
     # Every epoch trained counts, also those of a trial stopped by the budget.
@@ -274,11 +351,9 @@ def main() -> None:
         if t.value > best:
             best = t.value
             best_curve.append([round(seconds, 1), round(best, 4)])
-    client = MlflowClient(tracking)
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in finished):
         raise SystemExit(f"{args.config}: no trial completed within {args.budget:g} s: no champion to score")
-    champion = client.get_model_version_by_alias(config.model_name, "champion")
-    test_accuracy = client.get_run(champion.run_id).data.metrics.get("test_accuracy")
+    champion = champion_fields(study, tracking, config, args)
     result = {
         "command": " ".join(["python", "bench/search_quality.py", "--config", args.config, "--budget",
                              str(int(args.budget))]
@@ -290,12 +365,9 @@ def main() -> None:
         # The strategy it ran with: the config file may change after the result is stored.
         "strategy": config.model_dump(mode="json", include={"sampler", "pruner"}),
         "goal_test_accuracy": args.goal,
-        "goal_met": None if args.goal is None else bool(test_accuracy is not None and test_accuracy >= args.goal),
         "best_val_accuracy_over_time": best_curve,
         "best_val_accuracy": study.best_value, "best_params": study.best_params,
-        "champion_test_accuracy": test_accuracy, "reference_accuracy": args.reference,
-        "champion_beats_reference": None if args.reference is None else bool(
-            test_accuracy is not None and test_accuracy > args.reference),
+        "reference_accuracy": args.reference, **champion, "registered_seconds": registered_seconds,
         **chance_level(study, config),
         "trials": len(study.trials), "finished_trials": len(finished),
         "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in finished),
@@ -307,8 +379,8 @@ def main() -> None:
     path = write_result(f"search_{config.study_name}", result, merge=False)
     (RESULTS / f"search_{config.study_name}.md").write_text(
         markdown(f"search_{config.study_name}", json.loads(path.read_text())))
-    print(f"best val {study.best_value:.4f}, champion test {test_accuracy}, {len(finished)} trials, "
-          f"{epochs} epochs -> {path}")
+    print(f"best val {study.best_value:.4f}, champion test {champion['champion_test_accuracy']}, "
+          f"{len(finished)} trials, {epochs} epochs -> {path}")
 
 
 if __name__ == "__main__":

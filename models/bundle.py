@@ -119,6 +119,10 @@ class TextClassifier:
         return out
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        probs = self.probabilities(texts)
-        best = probs.argmax(axis=-1)
-        return [Prediction(self.labels[i], float(probs[row, i])) for row, i in enumerate(best)]
+        return predictions_of(self.probabilities(texts), self.labels)
+
+
+def predictions_of(probs: np.ndarray, labels: list[str]) -> list[Prediction]:
+    """The most probable label of each row, with its probability."""
+    best = probs.argmax(axis=-1)
+    return [Prediction(labels[i], float(probs[row, i])) for row, i in enumerate(best)]

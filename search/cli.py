@@ -210,8 +210,10 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
         return
     verb = "registered" if champion.moved else "unchanged"
     test = f", test_accuracy={champion.test_accuracy:.4f}" if champion.test_accuracy is not None else ""
+    what = (f"ensemble of trials {', '.join(map(str, champion.members))}" if champion.members
+            else f"trial {champion.trial_number}")
     print(f"champion {verb}: models:/{champion.model_name}@champion = version {champion.version} "
-          f"(trial {champion.trial_number}, val_accuracy={champion.value:.4f}{test}; rule: "
+          f"({what}, val_accuracy={champion.value:.4f}{test}; rule: "
           f"{selection_rule(config)})", flush=True)
 
 
@@ -340,7 +342,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
     import_keras_quietly()
-    from models.bundle import TextClassifier
+    from models.ensemble import load_classifier
 
     with tempfile.TemporaryDirectory() as tmp:
         if remote:
@@ -353,7 +355,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             directory = pull(tracker, name, alias, Path(tmp))
         else:
             directory = Path(args.model)
-        classifier = TextClassifier.load(directory)
+        classifier = load_classifier(directory)
         for prediction in classifier.predict(texts):
             print(f"{prediction.label}\t{prediction.probability:.4f}")
     return 0

@@ -6,13 +6,12 @@ import json
 import logging
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from data_pipeline import prepare
 from data_pipeline.spec import DataSpec
 from search.config import StudyConfig
 from search.errors import RegistryError
@@ -26,71 +25,82 @@ class Champion:
     model_name: str
     version: str
     run_id: str
-    trial_number: int
-    value: float
+    trial_number: int  # the best trial (of an ensemble: its best member)
+    value: float  # validation accuracy of what was registered
     moved: bool
     test_accuracy: float | None = None
-
-
-def best_complete_trial(study: optuna.Study, config: StudyConfig | None = None) -> optuna.trial.FrozenTrial | None:
-    """The champion: highest validation accuracy among COMPLETE trials (that meet the constraints)."""
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if config is not None and config.constraints.enabled:
-        complete = [t for t in complete if t.user_attrs.get("feasible") is True]
-    return max(complete, key=lambda t: t.value or 0.0) if complete else None
+    members: list[int] = field(default_factory=list)  # an ensemble's trials, best first; [] for one trial
 
 
 def selection_rule(config: StudyConfig) -> str:
+    if config.ensemble_size > 1:
+        return f"mean probability of the top {config.ensemble_size} COMPLETE trials by val_accuracy"
     rule = "max val_accuracy over COMPLETE trials"
     return f"{rule} with {config.constraints.describe()}" if config.constraints.enabled else rule
 
 
 def register_champion(tracker: MlflowTracker, study: optuna.Study, config: StudyConfig) -> Champion | None:
-    """Point alias ``champion`` at the best COMPLETE trial's logged model (no-op if it already does)."""
-    from mlflow.exceptions import MlflowException
+    """Point alias ``champion`` at the best COMPLETE trial's logged model, or at the ensemble of
+    the top ``champion.ensemble_size`` trials (no-op if it already points there)."""
+    from search.ensemble import log_ensemble_run, top_trials
 
-    best = best_complete_trial(study, config)
-    if best is None:
+    members = top_trials(study, config, config.ensemble_size)
+    if not members:
         return None
-    run_id = best.user_attrs.get("mlflow_run_id")
-    if not run_id:
-        raise RegistryError(f"best trial {best.number} has no MLflow run (tracking was off or failed)")
-    client = tracker.client
-    run = client.get_run(run_id)
+    for trial in members:
+        if not trial.user_attrs.get("mlflow_run_id"):
+            raise RegistryError(f"trial {trial.number} has no MLflow run (tracking was off or failed)")
+    best = members[0]
+    if len(members) > 1:
+        run = log_ensemble_run(tracker, study, config, members)
+        value = float(run.data.metrics["val_accuracy"])
+    else:
+        run = tracker.client.get_run(best.user_attrs["mlflow_run_id"])
+        value = float(best.value or 0.0)
+    run_id = run.info.run_id
     # The registered model is a pyfunc on raw text (search/serving.py), logged once per run
     # that becomes a champion; the per-trial Keras-flavour model (if any) stays on its run.
     model_uri = run.data.tags.get(PYFUNC_TAG) or log_pyfunc_from_bundle(tracker, run_id)
-    name = config.model_name
+    version, moved = point_alias(tracker.client, config.model_name, run_id, model_uri, study.study_name,
+                                 {"trial_number": str(best.number)})
+    champion = Champion(config.model_name, version, run_id, best.number, value, moved,
+                        members=[t.number for t in members] if len(members) > 1 else [])
+    if config.data.test_file:
+        champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
+    describe_version(tracker, champion, best, config, study.study_name)
+    return champion
+
+
+def point_alias(client: Any, name: str, run_id: str, model_uri: str, study_name: str,
+                tags: dict[str, str]) -> tuple[str, bool]:
+    """Register ``run_id``'s model as a version of ``name`` (once) and point ``champion`` at it;
+    returns (version, whether the alias moved)."""
+    from mlflow.exceptions import MlflowException
+
     try:
         current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
         current = None
     if current is not None and current.run_id == run_id:
-        version, moved = current.version, False
-    else:
+        return str(current.version), False
+    try:
+        client.create_registered_model(name, tags={"study_name": study_name})
+    except MlflowException:
+        pass  # exists already (or another worker just created it)
+    model_id = model_uri.removeprefix("models:/")
+    mv = versions_of_run(client, name, run_id)[:1] or [
+        client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id,
+                                    tags={**tags, "study_name": study_name})]
+    # Workers that finish together may each have created a version of the same run: all of
+    # them converge on the oldest one and delete the rest.
+    kept, *extra = versions_of_run(client, name, run_id) or mv
+    for duplicate in extra:
         try:
-            client.create_registered_model(name, tags={"study_name": study.study_name})
+            client.delete_model_version(name, duplicate.version)
         except MlflowException:
-            pass  # exists already (or another worker just created it)
-        model_id = model_uri.removeprefix("models:/")
-        mv = versions_of_run(client, name, run_id)[:1] or [
-            client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id,
-                                        tags={"trial_number": str(best.number), "study_name": study.study_name})]
-        # Workers that finish together may each have created a version of the same run: all of
-        # them converge on the oldest one and delete the rest.
-        kept, *extra = versions_of_run(client, name, run_id) or mv
-        for duplicate in extra:
-            try:
-                client.delete_model_version(name, duplicate.version)
-            except MlflowException:
-                pass  # the other worker deleted it
-        set_alias(client, name, kept.version)
-        version, moved = kept.version, True
-    champion = Champion(name, str(version), run_id, best.number, float(best.value or 0.0), moved)
-    if config.data.test_file:
-        champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
-    describe_version(tracker, champion, best, config, study.study_name)
-    return champion
+            pass  # the other worker deleted it
+    set_alias(client, name, kept.version)
+    return str(kept.version), True
 
 
 def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.trial.FrozenTrial,
@@ -101,21 +111,27 @@ def describe_version(tracker: MlflowTracker, champion: Champion, trial: optuna.t
     test = f"{champion.test_accuracy:.4f}" if champion.test_accuracy is not None else "not scored (no test_file)"
     p = trial.params
     family = ("Bi" if p.get("bidirectional") else "") + str(p.get("cell", "?")) + f" x{p.get('depth', '?')}"
-    description = (
-        f"{family} text classifier from study '{study_name}', trial {trial.number} (MLflow run "
-        f"{champion.run_id}). Validation accuracy {champion.value:.4f}; test accuracy {test}. "
-        f"Rule: {selection_rule(config)}. Input: raw text (list of "
-        f"strings or a DataFrame column 'text'); output: label and probability."
-    )
+    if champion.members:
+        what = (f"Ensemble of {len(champion.members)} trials ({', '.join(map(str, champion.members))}) from "
+                f"study '{study_name}', mean of their probabilities (MLflow run {champion.run_id}; best member: "
+                f"trial {trial.number}, {family}, validation accuracy {float(trial.value or 0.0):.4f}). "
+                f"Validation accuracy {champion.value:.4f} (the members were ranked on it)")
+    else:
+        what = (f"{family} text classifier from study '{study_name}', trial {trial.number} (MLflow run "
+                f"{champion.run_id}). Validation accuracy {champion.value:.4f}")
+    description = (f"{what}; test accuracy {test}. Rule: {selection_rule(config)}. Input: raw text (list of "
+                   f"strings or a DataFrame column 'text'); output: label and probability.")
     tags = {
         "study_name": study_name, "trial_number": str(trial.number), "val_accuracy": f"{champion.value:.4f}",
         "test_accuracy": test, "selection_rule": selection_rule(config),
         "params": json.dumps(p, sort_keys=True), "train_file": Path(config.data.train_file).name,
         "train_sha256": file_digest(config.data.train_file),
     }
-    for key in ("n_params", "latency_ms_b1", "latency_ms_b256"):
-        if key in trial.user_attrs:
-            tags[key] = str(trial.user_attrs[key])
+    if champion.members:
+        tags["ensemble_trials"] = ",".join(map(str, champion.members))
+    else:  # size and latency are measured per trial
+        tags |= {key: str(trial.user_attrs[key]) for key in ("n_params", "latency_ms_b1", "latency_ms_b256")
+                 if key in trial.user_attrs}
     if config.data.test_file:
         tags |= {"test_file": Path(config.data.test_file).name, "test_sha256": file_digest(config.data.test_file)}
     client = tracker.client
@@ -154,12 +170,13 @@ def versions_of_run(client: Any, name: str, run_id: str) -> list[Any]:
 PYFUNC_TAG = "pyfunc_model_uri"
 
 
-def log_pyfunc_from_bundle(tracker: MlflowTracker, run_id: str) -> str:
-    """Log the run's bundle as a raw-text pyfunc model on the run; returns its ``models:/`` URI."""
+def log_pyfunc_from_bundle(tracker: MlflowTracker, run_id: str, bundle: Path | None = None) -> str:
+    """Log the run's bundle (or ensemble) as a raw-text pyfunc model on the run; returns its
+    ``models:/`` URI. ``bundle``: a local copy, else it is downloaded from the run."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = download_bundle(tracker, run_id, Path(tmp))
+        bundle = bundle or download_bundle(tracker, run_id, Path(tmp))
         # Defining a PythonModel subclass (importing search.serving) makes MLflow advise type hints
         # under its own "once" filter, which overrides the CLI's filter (the explicit signature is
         # the contract here): record what it warns and pass on everything else.
@@ -189,24 +206,28 @@ def log_test_accuracy(tracker: MlflowTracker, champion: Champion, config: StudyC
 
 
 def score_run_on_test(tracker: MlflowTracker, run_id: str, data_spec: DataSpec) -> float:
-    """Accuracy of a run's best checkpoint on the test split of ``data_spec``."""
-    from models.bundle import TextClassifier
+    """Accuracy of a run's best checkpoint (or ensemble) on the test split of ``data_spec``."""
+    from models.ensemble import load_classifier
+    from search.ensemble import split_accuracy
 
     with tempfile.TemporaryDirectory() as tmp:
-        classifier = TextClassifier.load(download_bundle(tracker, run_id, Path(tmp)))
-        params = classifier.sidecar["params"]
-        data = prepare(data_spec, int(params["max_features"]), int(params["sequence_length"]))
-        assert data.x_test is not None and data.y_test is not None
-        pred = classifier.probabilities_of_ids(data.x_test).argmax(-1)
-        return float((pred == data.y_test).mean())
+        return split_accuracy(load_classifier(download_bundle(tracker, run_id, Path(tmp))), data_spec, "test")
 
 
 def download_bundle(tracker: MlflowTracker, run_id: str, out: Path) -> Path:
+    """The run's bundle, or its ensemble (manifest and member bundles), into ``out``."""
     from models.bundle import MODEL_FILE, SIDECAR_FILE
+    from models.ensemble import ENSEMBLE_FILE, read_manifest
 
     out.mkdir(parents=True, exist_ok=True)
+    client = tracker.client
+    if ENSEMBLE_FILE in {a.path for a in client.list_artifacts(run_id)}:
+        client.download_artifacts(run_id, ENSEMBLE_FILE, str(out))
+        for member in read_manifest(out)["members"]:
+            client.download_artifacts(run_id, str(member["dir"]), str(out))
+        return out
     for name in (MODEL_FILE, SIDECAR_FILE):
-        tracker.client.download_artifacts(run_id, name, str(out))
+        client.download_artifacts(run_id, name, str(out))
     return out
 
 

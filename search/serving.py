@@ -2,7 +2,8 @@
 
 MLflow's generic pyfunc cannot feed strings to a Keras model, so the registered model wraps
 the trial's bundle (``best.h5`` + ``sidecar.json``: vocabulary, sequence length, padding,
-label names) in a ``PythonModel``. It ships this project's ``data_pipeline``/``models`` code
+label names), or the ensemble of several (``ensemble.json`` + one bundle per member), in a
+``PythonModel``. It ships this project's ``data_pipeline``/``models`` code
 with it (``code_paths``), so ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` work in
 any environment with the pinned libraries, this repository not needed.
 
@@ -44,9 +45,9 @@ def texts_of(model_input: Any) -> list[str]:
 
 class RawTextClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from models.bundle import TextClassifier
+        from models.ensemble import load_classifier
 
-        self.classifier = TextClassifier.load(context.artifacts["bundle"])
+        self.classifier = load_classifier(context.artifacts["bundle"])
 
     # No type hints here: MLflow would try to derive the signature from them (and warn); the
     # explicit signature below is the contract.

@@ -37,6 +37,29 @@ def engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 300}
 
 
+def begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """Every SQLite transaction of ``engine`` takes the write lock when it begins.
+
+    Optuna claims a queued trial by reading it with SELECT ... FOR UPDATE and then setting it
+    RUNNING. SQLite ignores FOR UPDATE, and its default (deferred) transactions let two
+    workers both read WAITING and both run the same trial (seen on the IMDB bench: two
+    "trial-0" runs). BEGIN IMMEDIATE serializes the read-then-write; the 60 s busy timeout
+    covers the wait. SQLAlchemy's documented pysqlite recipe: the driver's own implicit
+    BEGIN is switched off and the engine emits one.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the hooks (schema creation) are not reused
+
+
 def is_transient(exc: BaseException | None) -> bool:
     """A lost/refused connection, possibly wrapped by Optuna in StorageInternalError."""
     seen = 0
@@ -79,6 +102,11 @@ class ResilientRDBStorage(RDBStorage):
     """
 
     RETRY_SECONDS = 90.0
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        if is_sqlite(url):
+            begin_immediate(self.engine)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Optuna fails stale trials without a word of why, and a FAIL trial can no longer take

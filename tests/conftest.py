@@ -52,6 +52,9 @@ def tiny_config(tmp_path: Path, files: dict[str, Path], **overrides: Any) -> dic
         "training": {"max_epochs": 2, "patience": 0},
         "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"},
         "worker": {"heartbeat_interval": 1, "grace_period": 3},
+        # The best trial alone: the tests of trials, workers and the registry check that it is
+        # the champion; tests/search/test_ensemble.py covers the default ensemble.
+        "champion": {"ensemble_size": 1},
         "search_space": {
             "cell": {"choices": ["SimpleRNN", "GRU"]},
             "bidirectional": {"choices": [False, True]},

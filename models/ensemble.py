@@ -1,0 +1,94 @@
+"""Several trained classifiers as one: the mean of their class probabilities.
+
+On disk an ensemble is a directory with ``ensemble.json`` (labels and members) and one
+ordinary bundle per member in ``member-<i>/`` (``best.h5`` + ``sidecar.json``). Each member
+keeps its own vectorizer (vocabulary size and sequence length differ between trials), so an
+ensemble reads raw text, never ids.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.bundle import MODEL_FILE, SIDECAR_FILE, Prediction, TextClassifier, predictions_of
+from models.errors import BundleError
+
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FORMAT = 1
+
+
+def member_dir(index: int) -> str:
+    return f"member-{index}"
+
+
+def write_manifest(directory: str | Path, *, labels: list[str], members: list[dict[str, Any]]) -> Path:
+    """``members``: one dict per ``member-<i>/`` bundle, in order (``trial_number``, ``run_id``,
+    ``val_accuracy``, ...); every member weighs the same."""
+    path = Path(directory) / ENSEMBLE_FILE
+    body = {"format": ENSEMBLE_FORMAT, "labels": labels,
+            "members": [{"dir": member_dir(i), **m} for i, m in enumerate(members)]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(path)
+    return path
+
+
+def bundle_files(directory: str | Path) -> list[str]:
+    """The files (relative paths) that make up the bundle or ensemble in ``directory``."""
+    directory = Path(directory)
+    if not (directory / ENSEMBLE_FILE).is_file():
+        return [MODEL_FILE, SIDECAR_FILE]
+    members = read_manifest(directory)["members"]
+    return [ENSEMBLE_FILE] + [f"{m['dir']}/{name}" for m in members for name in (MODEL_FILE, SIDECAR_FILE)]
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / ENSEMBLE_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), list) \
+                or not manifest["members"] or not all(isinstance(m, dict) and "dir" in m for m in manifest["members"]):
+            raise ValueError("expected an object with a non-empty 'members' list")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not a valid ensemble manifest ({' '.join(str(exc).split())[:160]})") from None
+    if manifest.get("format") != ENSEMBLE_FORMAT:
+        raise BundleError(f"{path}: unsupported ensemble format {manifest.get('format')!r}")
+    return manifest
+
+
+class EnsembleClassifier:
+    """Members that vote with their probabilities; the same interface as ``TextClassifier``."""
+
+    def __init__(self, members: list[TextClassifier], manifest: dict[str, Any]):
+        self.members = members
+        self.labels = members[0].labels
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, directory: str | Path) -> EnsembleClassifier:
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        members = [TextClassifier.load(directory / str(m["dir"])) for m in manifest["members"]]
+        for member, entry in zip(members, manifest["members"], strict=True):
+            if member.labels != members[0].labels:
+                raise BundleError(f"{directory / str(entry['dir'])}: labels {member.labels} differ from the "
+                                  f"first member's {members[0].labels}")
+        return cls(members, manifest)
+
+    def probabilities(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """(n, n_classes): the mean of the members' class probabilities."""
+        return np.mean([m.probabilities(texts, batch_size) for m in self.members], axis=0, dtype=np.float32)
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return predictions_of(self.probabilities(texts), self.labels)
+
+
+def load_classifier(directory: str | Path) -> TextClassifier | EnsembleClassifier:
+    """The bundle or ensemble in ``directory``."""
+    if (Path(directory) / ENSEMBLE_FILE).is_file():
+        return EnsembleClassifier.load(directory)
+    return TextClassifier.load(directory)

@@ -1,0 +1,93 @@
+"""The default champion: the ensemble of the top-N trials, registered, pulled, served, scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from data_pipeline import read_fasttext
+from models.bundle import TextClassifier
+from models.ensemble import ENSEMBLE_FILE, EnsembleClassifier
+from search.cli import main
+from tests.conftest import tiny_config, write_config
+
+TEXTS = ["Terrible product, it broke after one day.", "Wonderful album, I love every song!", "ok"]
+
+
+def test_champion_is_the_mean_of_the_top_trials_and_serves_raw_text(
+        tmp_path: Path, tiny_files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tiny_config(tmp_path, tiny_files, n_trials=4, champion={"ensemble_size": 3})
+    path = write_config(tmp_path, raw)
+    assert main(["run", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    uri = raw["tracking"]["uri"]
+    client = MlflowClient(uri)
+    study = optuna.load_study(study_name="tiny", storage=raw["storage"])
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) >= 3
+    top = sorted(complete, key=lambda t: (-t.value, t.number))[:3]
+
+    # The alias points at the ensemble's own run, which names its members, best first.
+    mv = client.get_model_version_by_alias("tiny", "champion")
+    run = client.get_run(mv.run_id)
+    assert run.data.tags["run_type"] == "ensemble" and run.info.status == "FINISHED"
+    assert run.data.tags["ensemble_trials"] == mv.tags["ensemble_trials"] == ",".join(str(t.number) for t in top)
+    assert mv.tags["trial_number"] == str(top[0].number)
+    assert mv.description.startswith(f"Ensemble of 3 trials ({', '.join(str(t.number) for t in top)})")
+    assert f"(ensemble of trials {', '.join(str(t.number) for t in top)}, val_accuracy=" in printed
+
+    # Pulled, it is the members' own checkpoints; its probabilities are the mean of theirs.
+    assert main(["pull", "--model", "tiny", "--out", str(tmp_path / "pulled"), "--tracking-uri", uri]) == 0
+    ensemble = EnsembleClassifier.load(tmp_path / "pulled")
+    assert [m["run_id"] for m in ensemble.manifest["members"]] == [t.user_attrs["mlflow_run_id"] for t in top]
+    members = []
+    for t in top:
+        own = tmp_path / f"trial-{t.number}"
+        for name in ("best.h5", "sidecar.json"):
+            client.download_artifacts(t.user_attrs["mlflow_run_id"], name, str(own))
+        members.append(TextClassifier.load(own))
+    expected = np.mean([m.probabilities(TEXTS) for m in members], axis=0)
+    np.testing.assert_allclose(ensemble.probabilities(TEXTS), expected, atol=1e-6)
+
+    # Its test accuracy, logged at registration, is what the raw test texts give.
+    test = read_fasttext(tiny_files["test"])
+    predicted = [p.label for p in ensemble.predict(test.texts)]
+    accuracy = float(np.mean([p == y for p, y in zip(predicted, test.labels, strict=True)]))
+    assert run.data.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert mv.tags["test_accuracy"] == f"{accuracy:.4f}"
+    assert 0.0 < run.data.metrics["val_accuracy"] <= 1.0
+    assert run.data.metrics["best_member_val_accuracy"] == pytest.approx(top[0].value)
+
+    # `predict` and the registered pyfunc give the same labels and probabilities.
+    capsys.readouterr()
+    assert main(["predict", "--model", "models:/tiny@champion", "--tracking-uri", uri, *TEXTS]) == 0
+    want = ensemble.predict(TEXTS)
+    assert capsys.readouterr().out.strip().splitlines() == [f"{p.label}\t{p.probability:.4f}" for p in want]
+    mlflow.set_tracking_uri(uri)
+    served = mlflow.pyfunc.load_model("models:/tiny@champion").predict(pd.DataFrame({"text": TEXTS}))
+    assert served["label"].tolist() == [p.label for p in want]
+    np.testing.assert_allclose(served["probability"], [p.probability for p in want], atol=1e-6)
+
+    # Registering again with the same top trials changes nothing and logs no second ensemble.
+    assert main(["register", "--config", str(path)]) == 0
+    assert "champion unchanged" in capsys.readouterr().out
+    assert client.get_model_version_by_alias("tiny", "champion").version == mv.version
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    assert len(client.search_runs([experiment], filter_string="tags.run_type = 'ensemble'")) == 1
+
+    # ensemble_size 1: the best trial alone (what a study with size/latency limits registers).
+    single = write_config(tmp_path, {**raw, "champion": {"ensemble_size": 1}}, name="single.yaml")
+    assert main(["register", "--config", str(single)]) == 0
+    alone = client.get_model_version_by_alias("tiny", "champion")
+    assert alone.run_id == top[0].user_attrs["mlflow_run_id"] and "ensemble_trials" not in alone.tags
+    assert not (tmp_path / "pulled-single").exists()
+    assert main(["pull", "--model", "tiny", "--out", str(tmp_path / "pulled-single"), "--tracking-uri", uri]) == 0
+    assert not (tmp_path / "pulled-single" / ENSEMBLE_FILE).exists()
+    np.testing.assert_allclose(TextClassifier.load(tmp_path / "pulled-single").probabilities(TEXTS),
+                               members[0].probabilities(TEXTS), atol=1e-6)
