@@ -184,7 +184,7 @@ def _header(config: Any, tracker: Any, study: Any) -> None:
           f"{len(study.trials) - counts['WAITING']} trials so far{queued}", flush=True)
 
 
-def _finish(config: Any, tracker: Any, study: Any) -> None:
+def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False) -> None:
     from search.registry import register_champion, selection_rule
     from search.storage import count_states
 
@@ -198,6 +198,11 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
 
     try:
         tracker.refresh_study_summary(study)
+        if worker_mode and config.ensemble_size > 1 and others_running(study):
+            # Building an ensemble downloads, scores and logs every member: of workers finishing
+            # one after another only the last does it (it sees every trial); `register` redoes it.
+            print("champion left to the last worker (trials still running)", flush=True)
+            return
         champion = register_champion(tracker, study, config)
     except MlflowException as exc:
         # The trials are stored whatever happened here: say how to retry rather than dump a trace.
@@ -215,6 +220,16 @@ def _finish(config: Any, tracker: Any, study: Any) -> None:
     print(f"champion {verb}: models:/{champion.model_name}@champion = version {champion.version} "
           f"({what}, val_accuracy={champion.value:.4f}{test}; rule: "
           f"{selection_rule(config)})", flush=True)
+
+
+def others_running(study: Any) -> bool:
+    """Trials of live workers are RUNNING (those of dead ones are failed first)."""
+    import optuna
+
+    from search.storage import count_states
+
+    optuna.storages.fail_stale_trials(study)
+    return bool(count_states(study)["RUNNING"])
 
 
 def _validate_data(config: Any) -> Any:
@@ -276,7 +291,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
                timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
                max_consecutive_failures=config.worker.max_consecutive_failures,
                max_stagnation_trials=stagnation or None)
-    _finish(config, tracker, study)
+    _finish(config, tracker, study, worker_mode)
     return 0
 
 

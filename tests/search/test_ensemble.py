@@ -91,3 +91,21 @@ def test_champion_is_the_mean_of_the_top_trials_and_serves_raw_text(
     assert not (tmp_path / "pulled-single" / ENSEMBLE_FILE).exists()
     np.testing.assert_allclose(TextClassifier.load(tmp_path / "pulled-single").probabilities(TEXTS),
                                members[0].probabilities(TEXTS), atol=1e-6)
+
+
+def test_a_worker_leaves_the_ensemble_to_the_last_worker(tmp_path: Path, tiny_files: dict[str, Path],
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tiny_config(tmp_path, tiny_files, champion={"ensemble_size": 3}, sampler={"type": "random"},
+                      pruner={"type": "none"})  # every trial COMPLETE: an ensemble whatever is sampled
+    path = write_config(tmp_path, raw)
+    assert main(["init", "--config", str(path)]) == 0
+    elsewhere = optuna.load_study(study_name="tiny", storage=raw["storage"]).ask()  # another worker's trial
+    elsewhere.suggest_float("x", 0.0, 1.0)
+    assert main(["worker", "--config", str(path), "--n-trials", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "champion left to the last worker (trials still running)" in out and "champion registered" not in out
+    assert not MlflowClient(raw["tracking"]["uri"]).search_registered_models()
+    # That worker finished (its trial is told): the next worker to finish registers the ensemble.
+    optuna.load_study(study_name="tiny", storage=raw["storage"]).tell(elsewhere, state=optuna.trial.TrialState.FAIL)
+    assert main(["worker", "--config", str(path), "--n-trials", "1"]) == 0
+    assert "champion registered: models:/tiny@champion = version 1 (ensemble of trials" in capsys.readouterr().out
