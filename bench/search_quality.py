@@ -208,6 +208,7 @@ def markdown(name: str, r: dict) -> str:
         f"# Search quality: {name}\n\n`{r['command']}` ({r['machine']['cpus']} CPUs, {r['written_at']})\n\n"
         "| measure | value |\n|---|---|\n"
         f"| wall-clock budget | {r['budget_seconds'] / 60:.0f} min (hard stop: {r['hard_stopped']}) |\n"
+        + (f"| note | {r['note']} |\n" if r.get("note") else "")
         + (f"| strategy | sampler {r['strategy']['sampler']}, pruner {r['strategy']['pruner']} |\n"
            if "strategy" in r else "")
         + f"| trials (finished / pruned) | {r['trials']} ({r['finished_trials']} / {r['pruned_trials']}) |\n"
@@ -272,6 +273,10 @@ def main() -> None:
     parser.add_argument("--markdown-only", action="store_true", help="re-render the .md from the .json")
     parser.add_argument("--resummarize", action="store_true",
                         help="rebuild the per-trial log from the study kept under .cache/bench, then the .md")
+    parser.add_argument("--stored", action="store_true",
+                        help="measure the study kept under .cache/bench without searching (a run whose "
+                             "measurement was cut short); give --budget/--workers/--reference/--goal as it ran")
+    parser.add_argument("--note", default=None, help="a sentence stored with the result (what went wrong)")
     parser.add_argument("--register", action="store_true",
                         help="register the champion of the study kept under .cache/bench again, by this code's "
                              "rule (the ensemble by default), score it and update the result (its search unchanged)")
@@ -302,11 +307,15 @@ def main() -> None:
 
     config = load_config(ROOT / args.config)
     work = work_dir(config.study_name)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     storage, tracking = f"sqlite:///{work}/study.db", f"sqlite:///{work}/mlflow.db"
     cli = [sys.executable, "-m", "search"]
     where = ["--config", str(ROOT / args.config), "--storage", storage, "--tracking-uri", tracking]
+    if args.stored:
+        measure(args, config, storage, tracking, wall=None, hard_stopped=None, registered_seconds=None,
+                exit_codes=None)
+        return
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     budget = ["--timeout", str(args.budget), "--n-trials", "100000"]
     if args.workers == 1:
         commands = [[*cli, "run", *where, *budget]]
@@ -326,15 +335,32 @@ def main() -> None:
             hard_stopped = True
             process.send_signal(signal.SIGTERM)
             process.wait()
-    if any(p.returncode != 0 for p in processes):
-        raise SystemExit(f"search exited with {[p.returncode for p in processes]}")
+    exit_codes = [p.returncode for p in processes]
+    if all(code != 0 for code in exit_codes):
+        raise SystemExit(f"search exited with {exit_codes}")
+    # A worker that died still leaves its trials in the study: the run is measured and says so.
     wall = time.time() - started
     registered_seconds = None
     if args.workers > 1:  # each worker registered what it saw; the last word covers every trial
         registered = time.time()
         subprocess.run([*cli, "register", *where], cwd=ROOT, check=True)
         registered_seconds = round(time.time() - registered, 1)
+    measure(args, config, storage, tracking, wall=wall, hard_stopped=hard_stopped,
+            registered_seconds=registered_seconds, exit_codes=exit_codes)
+
+
+def measure(args: argparse.Namespace, config, storage: str, tracking: str, *,  # type: ignore[no-untyped-def]
+            wall: float | None, hard_stopped: bool | None, registered_seconds: float | None,
+            exit_codes: list[int] | None) -> None:
+    """The result of the search whose study is in ``storage``: written to bench/results. A stored
+    study (``--stored``) gives its wall time as first trial start to last trial end, and counts
+    as hard-stopped when a trial ended ``interrupted``."""
     study = optuna.load_study(study_name=config.study_name, storage=storage)
+    if wall is None:
+        ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
+        wall = (max(ends) - min(t.datetime_start for t in study.trials if t.datetime_start)).total_seconds()
+    if hard_stopped is None:
+        hard_stopped = any(t.user_attrs.get("fail_reason") == "interrupted" for t in study.trials)
     finished = [t for t in study.trials if t.state.is_finished()]
     # Every epoch trained counts, also those of a trial stopped by the budget.
     epochs = sum(len(t.intermediate_values) for t in study.trials)
@@ -361,7 +387,8 @@ def main() -> None:
                             + (["--reference", str(args.reference)] if args.reference is not None else [])
                             + (["--goal", str(args.goal)] if args.goal is not None else [])),
         "budget_seconds": args.budget, "budget_minutes": round(args.budget / 60, 1), "workers": args.workers,
-        "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
+        "wall_seconds": None if wall is None else round(wall, 1), "hard_stopped": hard_stopped,
+        "worker_exit_codes": exit_codes, "note": args.note,
         # The strategy it ran with: the config file may change after the result is stored.
         "strategy": config.model_dump(mode="json", include={"sampler", "pruner"}),
         "goal_test_accuracy": args.goal,

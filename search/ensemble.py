@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,13 +31,20 @@ if TYPE_CHECKING:
 ENSEMBLE_RUN_NAME = "champion-ensemble"
 
 
-def top_trials(study: optuna.Study, config: StudyConfig, n: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``n`` best COMPLETE trials by validation accuracy (those meeting the constraints),
-    best first; ties keep the earlier trial first."""
+def top_trials(study: optuna.Study, config: StudyConfig, n: int,
+               usable: Callable[[optuna.trial.FrozenTrial], bool] = lambda t: True) -> list[optuna.trial.FrozenTrial]:
+    """The ``n`` best ``usable`` COMPLETE trials by validation accuracy (those meeting the
+    constraints), best first; ties keep the earlier trial first."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if config.constraints.enabled:
         complete = [t for t in complete if t.user_attrs.get("feasible") is True]
-    return sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))[:n]
+    chosen: list[optuna.trial.FrozenTrial] = []
+    for trial in sorted(complete, key=lambda t: (-(t.value or 0.0), t.number)):
+        if len(chosen) == n:
+            break
+        if usable(trial):
+            chosen.append(trial)
+    return chosen
 
 
 def ensemble_key(run_ids: list[str]) -> str:

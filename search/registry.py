@@ -44,12 +44,9 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
     the top ``champion.ensemble_size`` trials (no-op if it already points there)."""
     from search.ensemble import log_ensemble_run, top_trials
 
-    members = top_trials(study, config, config.ensemble_size)
+    members = top_trials(study, config, config.ensemble_size, usable=lambda t: has_bundle(tracker, t))
     if not members:
         return None
-    for trial in members:
-        if not trial.user_attrs.get("mlflow_run_id"):
-            raise RegistryError(f"trial {trial.number} has no MLflow run (tracking was off or failed)")
     best = members[0]
     if len(members) > 1:
         run = log_ensemble_run(tracker, study, config, members)
@@ -69,6 +66,19 @@ def register_champion(tracker: MlflowTracker, study: optuna.Study, config: Study
         champion.test_accuracy = log_test_accuracy(tracker, champion, config, run)
     describe_version(tracker, champion, best, config, study.study_name)
     return champion
+
+
+def has_bundle(tracker: MlflowTracker, trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's MLflow run holds its checkpoint. One that does not (tracking was off
+    or failed during the trial) cannot be served: it is passed over with a warning."""
+    from models.bundle import MODEL_FILE
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if run_id and MODEL_FILE in {a.path for a in tracker.client.list_artifacts(run_id)}:
+        return True
+    log.warning("trial %d: %s; passed over for champion", trial.number,
+                f"MLflow run {run_id} holds no {MODEL_FILE}" if run_id else "no MLflow run (tracking was off)")
+    return False
 
 
 def point_alias(client: Any, name: str, run_id: str, model_uri: str, study_name: str,

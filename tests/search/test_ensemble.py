@@ -109,3 +109,19 @@ def test_a_worker_leaves_the_ensemble_to_the_last_worker(tmp_path: Path, tiny_fi
     optuna.load_study(study_name="tiny", storage=raw["storage"]).tell(elsewhere, state=optuna.trial.TrialState.FAIL)
     assert main(["worker", "--config", str(path), "--n-trials", "1"]) == 0
     assert "champion registered: models:/tiny@champion = version 1 (ensemble of trials" in capsys.readouterr().out
+
+
+def test_a_top_trial_whose_run_lost_its_checkpoint_is_passed_over(tmp_path: Path, tiny_files: dict[str, Path],
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    raw = tiny_config(tmp_path, tiny_files, n_trials=3, champion={"ensemble_size": 2}, pruner={"type": "none"},
+                      sampler={"type": "random"})
+    path = write_config(tmp_path, raw)
+    assert main(["run", "--config", str(path), "--no-tracking"]) == 0  # no runs: nothing to serve
+    assert main(["run", "--config", str(path), "--n-trials", "2"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=raw["storage"])
+    tracked = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                      and "mlflow_run_id" in t.user_attrs), key=lambda t: (-t.value, t.number))
+    assert len(tracked) == 2
+    mv = MlflowClient(raw["tracking"]["uri"]).get_model_version_by_alias("tiny", "champion")
+    assert mv.tags["ensemble_trials"] == ",".join(str(t.number) for t in tracked)
+    assert "no MLflow run (tracking was off); passed over for champion" in caplog.text
