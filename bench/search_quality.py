@@ -99,13 +99,14 @@ def chance_level(study: optuna.Study, config) -> dict:  # type: ignore[no-untype
 def enqueued_test_accuracy(study: optuna.Study, tracking: str, config) -> list[dict]:  # type: ignore[no-untyped-def]
     """Test accuracy of each enqueued trial's best checkpoint, scored like the
     champion: the hand-tuned reference trained on *this* data, next to what the search found."""
-    from search.registry import score_run_on_test
+    from search.registry import has_bundle, score_run_on_test
     from search.tracking import MlflowTracker
 
     tracker = MlflowTracker(tracking, config.experiment_name, read_only=True)
     rows = []
     for t in study.trials:
-        if "fixed_params" not in t.system_attrs or t.state != optuna.trial.TrialState.COMPLETE:
+        if "fixed_params" not in t.system_attrs or t.state != optuna.trial.TrialState.COMPLETE \
+                or not has_bundle(tracker, t):
             continue
         accuracy = score_run_on_test(tracker, t.user_attrs["mlflow_run_id"], config.data.resolved(ROOT))
         rows.append({"number": t.number, "source": enqueued_source(t, config),
