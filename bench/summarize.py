@@ -171,6 +171,7 @@ def headline() -> str:
             f"{r['budget_seconds'] / 60:.0f}-minute budget on {r['machine']['cpus']} CPU cores "
             f"({r['finished_trials']} finished trials, {r['epochs_run']} epochs); best validation "
             f"accuracy {r['best_val_accuracy']:.4f}."
+            + (f" Note: {r['note']}." if r.get("note") else "")
             + "".join(f" Enqueued trial {e['number']} ({e.get('source', 'enqueued')}), trained on the same data: test "
                       f"{e['test_accuracy']:.4f}." for e in r.get("enqueued_trials", []))
             + stagnation_sentence(r.get("stagnation_replay", {})))
