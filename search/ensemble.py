@@ -114,8 +114,10 @@ def log_ensemble_run(tracker: MlflowTracker, study: optuna.Study, config: StudyC
             write_manifest(bundle, labels=labels, members=[
                 {"trial_number": t.number, "run_id": rid, "val_accuracy": t.value, "params": t.params}
                 for t, rid in zip(members, run_ids, strict=True)])
-            val_accuracy = split_accuracy(EnsembleClassifier.load(bundle), config.data, "val")
-            client.log_metric(run_id, "val_accuracy", val_accuracy)
+            ensemble = EnsembleClassifier.load(bundle)
+            client.log_metric(run_id, "val_accuracy", split_accuracy(ensemble, config.data, "val"))
+            if config.data.test_file:  # scored here, while the members are loaded (the registry reads it)
+                client.log_metric(run_id, "test_accuracy", split_accuracy(ensemble, config.data, "test"))
             client.log_metric(run_id, "best_member_val_accuracy", float(members[0].value or 0.0))
             client.log_param(run_id, "ensemble_size", len(members))
             client.log_artifacts(run_id, str(bundle))
