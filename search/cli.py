@@ -184,7 +184,7 @@ def _header(config: Any, tracker: Any, study: Any) -> None:
           f"{len(study.trials) - counts['WAITING']} trials so far{queued}", flush=True)
 
 
-def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False) -> None:
+def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False, ran: int = 0) -> None:
     from search.registry import register_champion, selection_rule
     from search.storage import count_states
 
@@ -203,6 +203,16 @@ def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False) ->
             # one after another only the last does it (it sees every trial); `register` redoes it.
             print("champion left to the last worker (trials still running)", flush=True)
             return
+        if worker_mode and config.ensemble_size > 1 and ran:
+            # Workers that stop at the same instant all see no trial running: the one whose trial
+            # finished last builds the ensemble (a worker that ran none registers as before).
+            from search.identity import worker_id
+            from search.worker import last_finisher
+
+            last = last_finisher(study)
+            if last is not None and last != worker_id():
+                print(f"champion left to worker {last}, whose trial finished last", flush=True)
+                return
         champion = register_champion(tracker, study, config)
     except MlflowException as exc:
         # The trials are stored whatever happened here: say how to retry rather than dump a trace.
@@ -287,11 +297,11 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     n_trials = args.n_trials if args.n_trials is not None else (None if worker_mode else config.n_trials)
     timeout = args.timeout if args.timeout is not None else (None if worker_mode else config.timeout)
     stagnation = config.max_stagnation_trials if args.max_stagnation_trials is None else args.max_stagnation_trials
-    run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
-               timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
-               max_consecutive_failures=config.worker.max_consecutive_failures,
-               max_stagnation_trials=stagnation or None)
-    _finish(config, tracker, study, worker_mode)
+    ran = run_worker(study, objective, target=getattr(args, "target_trials", None), n_trials=n_trials,
+                     timeout=timeout, stop=stop, callbacks=[ProgressPrinter()],
+                     max_consecutive_failures=config.worker.max_consecutive_failures,
+                     max_stagnation_trials=stagnation or None)
+    _finish(config, tracker, study, worker_mode, ran)
     return 0
 
 

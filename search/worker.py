@@ -55,6 +55,17 @@ def trials_since_best(values: list[float], maximize: bool = True) -> int:
     return len(values) - 1 - values.index(max(values) if maximize else min(values))
 
 
+def last_finisher(study: optuna.Study) -> str | None:
+    """The worker whose trial finished (COMPLETE or PRUNED) last, from the trials' ``worker``
+    attribute. Trials failed as stale are not counted: their worker is dead."""
+    finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.datetime_complete is not None]
+    if not finished:
+        return None
+    latest = max(finished, key=lambda t: (t.datetime_complete, t.number))
+    worker = latest.user_attrs.get("worker")
+    return str(worker) if worker is not None else None
+
+
 def requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Queue a trial's params again (interrupted or surplus trials keep their configuration)."""
     if not trial.params:

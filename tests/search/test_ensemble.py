@@ -9,6 +9,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from data_pipeline import read_fasttext
@@ -109,6 +110,26 @@ def test_a_worker_leaves_the_ensemble_to_the_last_worker(tmp_path: Path, tiny_fi
     optuna.load_study(study_name="tiny", storage=raw["storage"]).tell(elsewhere, state=optuna.trial.TrialState.FAIL)
     assert main(["worker", "--config", str(path), "--n-trials", "1"]) == 0
     assert "champion registered: models:/tiny@champion = version 1 (ensemble of trials" in capsys.readouterr().out
+
+
+def test_of_workers_stopping_together_the_one_whose_trial_finished_last_builds_the_ensemble(
+        tmp_path: Path, tiny_files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    raw = tiny_config(tmp_path, tiny_files, champion={"ensemble_size": 3}, sampler={"type": "random"},
+                      pruner={"type": "none"})
+    path = write_config(tmp_path, raw)
+    assert main(["init", "--config", str(path)]) == 0
+    study = optuna.load_study(study_name="tiny", storage=raw["storage"])
+    other = study.ask()  # another worker's trial, which finishes after this worker's last one
+    other.set_user_attr("worker", "other-host:1")
+    study.tell(other, 0.5)
+    with sqlalchemy.create_engine(raw["storage"]).begin() as db:
+        db.execute(sqlalchemy.text("UPDATE trials SET datetime_complete = '2999-01-01 00:00:00' "
+                                   "WHERE number = :n"), {"n": other.number})
+    assert main(["worker", "--config", str(path), "--n-trials", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "champion left to worker other-host:1, whose trial finished last" in out
+    assert "champion registered" not in out
+    assert not MlflowClient(raw["tracking"]["uri"]).search_registered_models()
 
 
 def test_a_top_trial_whose_run_lost_its_checkpoint_is_passed_over(tmp_path: Path, tiny_files: dict[str, Path],

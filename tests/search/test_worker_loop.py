@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from search.errors import FailingTrialsError
 from search.signals import GracefulStop
-from search.worker import run_worker
+from search.worker import last_finisher, run_worker
 from tests.conftest import PYTHON, ROOT, cli_env, tiny_config, write_config
 
 
@@ -119,3 +119,14 @@ def test_cli_run_stops_when_complete_trials_stop_beating_the_best(tmp_path: Path
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "max_stagnation_trials" not in again.stdout
     assert len(optuna.load_study(study_name="tiny", storage=config["storage"]).trials) == 5
+
+
+def test_last_finisher_is_the_worker_of_the_latest_finished_trial_not_a_stale_one() -> None:
+    study = optuna.create_study(direction="maximize")
+    assert last_finisher(study) is None
+    for worker, state in (("host-a:1", TrialState.COMPLETE), ("host-b:2", TrialState.PRUNED),
+                          ("host-c:3", TrialState.FAIL)):  # failed last, e.g. as stale: its worker is gone
+        trial = study.ask()
+        trial.set_user_attr("worker", worker)
+        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+    assert last_finisher(study) == "host-b:2"
