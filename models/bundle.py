@@ -42,6 +42,11 @@ def write_sidecar(
         "vectorizer": vectorizer.to_dict(),
         **(extra or {}),
     }
+    return write_json(path, body)
+
+
+def write_json(path: Path, body: dict[str, Any]) -> Path:
+    """Write ``body`` to a temporary file renamed into place: a reader never sees half a file."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
     tmp.replace(path)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.bundle import MODEL_FILE, SIDECAR_FILE, Prediction, TextClassifier, predictions_of
+from models.bundle import Prediction, TextClassifier, predictions_of, write_json
 from models.errors import BundleError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -31,19 +31,7 @@ def write_manifest(directory: str | Path, *, labels: list[str], members: list[di
     path = Path(directory) / ENSEMBLE_FILE
     body = {"format": ENSEMBLE_FORMAT, "labels": labels,
             "members": [{"dir": member_dir(i), **m} for i, m in enumerate(members)]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    tmp.replace(path)
-    return path
-
-
-def bundle_files(directory: str | Path) -> list[str]:
-    """The files (relative paths) that make up the bundle or ensemble in ``directory``."""
-    directory = Path(directory)
-    if not (directory / ENSEMBLE_FILE).is_file():
-        return [MODEL_FILE, SIDECAR_FILE]
-    members = read_manifest(directory)["members"]
-    return [ENSEMBLE_FILE] + [f"{m['dir']}/{name}" for m in members for name in (MODEL_FILE, SIDECAR_FILE)]
+    return write_json(path, body)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
