@@ -1,6 +1,8 @@
 """Serving benchmark (not a test): the registered champion behind `mlflow models serve`.
 
     python bench/serving.py [--config studies/demo.yaml] [--requests 200]   # -> bench/results/serving.json
+    python bench/serving.py --config studies/amazon.yaml --tracking-uri sqlite:///.cache/bench/search-amazon/mlflow.db \
+        --result serving_ensemble     # the search bench's champion (an ensemble of 8)
 
 Needs a study with a champion (`make demo`). Starts MLflow's scoring server on
 models:/<model>@champion outside this repository (no PYTHONPATH), then:
@@ -39,16 +41,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="studies/demo.yaml")
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--tracking-uri", help="where the champion is registered (default: the config's)")
+    parser.add_argument("--result", default="serving", help="bench/results/RESULT.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from search.config import load_config
     from search.tracking import resolve_tracking_uri
 
     config = load_config(ROOT / args.config)
-    tracking = resolve_tracking_uri(config.tracking.uri)
+    tracking = args.tracking_uri or resolve_tracking_uri(config.tracking.uri)
     if tracking.startswith("sqlite:///") and not tracking.startswith("sqlite:////"):
         tracking = "sqlite:///" + str(ROOT / tracking.removeprefix("sqlite:///"))
     model = f"models:/{config.model_name}@champion"
+    from mlflow import MlflowClient
+
+    version = MlflowClient(tracking).get_model_version_by_alias(config.model_name, "champion")
+    members = len(version.tags["ensemble_trials"].split(",")) if "ensemble_trials" in version.tags else 1
     test_file = ROOT / (config.data.test_file or config.data.train_file)
     opener = gzip.open if test_file.suffix == ".gz" else open
     with opener(test_file, "rt", encoding="utf-8") as f:
@@ -99,15 +107,16 @@ def main() -> int:
         proc.wait(30)
     quantiles = statistics.quantiles(single, n=100)
     body = {
-        "command": f"python bench/serving.py --config {args.config} --requests {args.requests}",
-        "model": model, "server": "mlflow models serve --env-manager local (1 worker)",
+        "command": " ".join(["python", "bench/serving.py", *sys.argv[1:]]),
+        "model": model, "version": version.version, "members": members,
+        "server": "mlflow models serve --env-manager local (1 worker)",
         "agreement_texts": len(texts), "labels_equal": labels_equal, "probabilities_equal_4dp": probs_equal,
         "startup_s": round(startup, 2), "single_request_ms": {"p50": round(quantiles[49], 2),
                                                               "p90": round(quantiles[89], 2),
                                                               "p99": round(quantiles[98], 2)},
         "requests": args.requests, "batch_256_request_ms": round(batch_ms, 1),
     }
-    write_result("serving", body, merge=False)
+    write_result(args.result, body, merge=False)
     print(json.dumps(body, indent=1))
     return 0 if labels_equal and probs_equal else 1
 

@@ -92,15 +92,23 @@ def compose_section() -> str:
 
 
 def serving_section() -> str:
-    data = _load("serving")
-    if data is None:
-        return "\n_`make bench-serving` has not been run yet._\n"
-    q = data["single_request_ms"]
-    return (f"\nServing (`{data['command']}`; {data['server']}, {data['model']}): `predict` and the served model "
-            f"agree on {data['agreement_texts']} texts (labels {data['labels_equal']}, probabilities to 4 decimals "
-            f"{data['probabilities_equal_4dp']}); single-text request p50 **{q['p50']} ms**, p90 {q['p90']} ms, "
-            f"p99 {q['p99']} ms over {data['requests']} requests; one request of 256 texts "
+    parts = []
+    for name in ("serving", "serving_ensemble"):
+        data = _load(name)
+        if data is None:
+            if name == "serving":
+                parts.append("\n_`make bench-serving` has not been run yet._\n")
+            continue
+        q = data["single_request_ms"]
+        members = data.get("members", 1)
+        what = f"an ensemble of {members} models" if members > 1 else "one model"
+        parts.append(
+            f"\nServing (`{data['command']}`; {data['server']}, {data['model']}, {what}): `predict` and the served "
+            f"model agree on {data['agreement_texts']} texts (labels {data['labels_equal']}, probabilities to 4 "
+            f"decimals {data['probabilities_equal_4dp']}); single-text request p50 **{q['p50']} ms**, p90 "
+            f"{q['p90']} ms, p99 {q['p99']} ms over {data['requests']} requests; one request of 256 texts "
             f"{data['batch_256_request_ms']} ms; server start {data['startup_s']} s.\n")
+    return "".join(parts)
 
 
 def workers_section() -> str:
