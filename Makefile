@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers lock clean
+	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers bench-refit lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -93,6 +93,10 @@ bench-efficiency: setup
 bench-search: setup
 	$(PY) bench/search_quality.py --config studies/imdb.yaml --budget $(BUDGET) --workers $(WORKERS) --reference 0.850 --goal 0.900
 	$(PY) bench/search_quality.py --config studies/amazon.yaml --budget $(BUDGET) --workers $(WORKERS) --reference 0.886 --goal 0.890
+
+# Retrain the stored Amazon search's ensemble members on train + validation (needs bench-search).
+bench-refit: setup
+	$(PY) bench/refit.py --config studies/amazon.yaml --trials 8,281,196,319,156,294,302,428
 
 # Defaults-only studies (config = data files), 30 minutes each: chance-level trial share.
 bench-defaults: setup
