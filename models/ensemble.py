@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.text import tokenize
 from models.bundle import Prediction, TextClassifier, predictions_of, write_json
 from models.errors import BundleError
 
@@ -68,8 +69,14 @@ class EnsembleClassifier:
         return cls(members, manifest)
 
     def probabilities(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """(n, n_classes): the mean of the members' class probabilities."""
-        return np.mean([m.probabilities(texts, batch_size) for m in self.members], axis=0, dtype=np.float32)
+        """(n, n_classes): the mean of the members' class probabilities. The texts are tokenized
+        once (every member checks the same tokenizer version at load); each member maps the
+        tokens through its own vocabulary and length."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        tokens = [tokenize(text) for text in texts]
+        return np.mean([m.probabilities_of_ids(m.vectorizer.encode_tokens(tokens), batch_size) for m in self.members],
+                       axis=0, dtype=np.float32)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return predictions_of(self.probabilities(texts), self.labels)
