@@ -205,13 +205,13 @@ def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False, ra
             return
         if worker_mode and config.ensemble_size > 1 and ran:
             # Workers that stop at the same instant all see no trial running: the one whose trial
-            # finished last builds the ensemble (a worker that ran none registers as before).
+            # ended last builds the ensemble (a worker that ran none registers as before).
             from search.identity import worker_id
             from search.worker import last_finisher
 
             last = last_finisher(study)
             if last is not None and last != worker_id():
-                print(f"champion left to worker {last}, whose trial finished last", flush=True)
+                print(f"champion left to worker {last}, whose trial ended last", flush=True)
                 return
         champion = register_champion(tracker, study, config)
     except MlflowException as exc:

@@ -56,12 +56,15 @@ def trials_since_best(values: list[float], maximize: bool = True) -> int:
 
 
 def last_finisher(study: optuna.Study) -> str | None:
-    """The worker whose trial finished (COMPLETE or PRUNED) last, from the trials' ``worker``
-    attribute. Trials failed as stale are not counted: their worker is dead."""
-    finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.datetime_complete is not None]
-    if not finished:
+    """The worker whose trial ended last, from the trials' ``worker`` attribute. A trial counts
+    when its own worker told it: COMPLETE, PRUNED, or FAIL with a ``fail_reason`` (an error or
+    an interruption, e.g. SIGTERM at the end of a budget). A trial failed as stale has none:
+    its worker is dead and will register nothing."""
+    ended = [t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL))
+             if t.datetime_complete is not None and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs)]
+    if not ended:
         return None
-    latest = max(finished, key=lambda t: (t.datetime_complete, t.number))
+    latest = max(ended, key=lambda t: (t.datetime_complete, t.number))
     worker = latest.user_attrs.get("worker")
     return str(worker) if worker is not None else None
 

@@ -127,7 +127,7 @@ def test_of_workers_stopping_together_the_one_whose_trial_finished_last_builds_t
                                    "WHERE number = :n"), {"n": other.number})
     assert main(["worker", "--config", str(path), "--n-trials", "1"]) == 0
     out = capsys.readouterr().out
-    assert "champion left to worker other-host:1, whose trial finished last" in out
+    assert "champion left to worker other-host:1, whose trial ended last" in out
     assert "champion registered" not in out
     assert not MlflowClient(raw["tracking"]["uri"]).search_registered_models()
 

@@ -121,12 +121,19 @@ def test_cli_run_stops_when_complete_trials_stop_beating_the_best(tmp_path: Path
     assert len(optuna.load_study(study_name="tiny", storage=config["storage"]).trials) == 5
 
 
-def test_last_finisher_is_the_worker_of_the_latest_finished_trial_not_a_stale_one() -> None:
+def test_last_finisher_is_the_worker_whose_trial_ended_last_not_a_stale_one() -> None:
     study = optuna.create_study(direction="maximize")
     assert last_finisher(study) is None
     for worker, state in (("host-a:1", TrialState.COMPLETE), ("host-b:2", TrialState.PRUNED),
-                          ("host-c:3", TrialState.FAIL)):  # failed last, e.g. as stale: its worker is gone
+                          ("host-c:3", TrialState.FAIL)):  # failed as stale (no fail_reason): its worker is gone
         trial = study.ask()
         trial.set_user_attr("worker", worker)
         study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
     assert last_finisher(study) == "host-b:2"
+    # A trial its worker failed itself (interrupted at the end of a budget) counts: that worker
+    # is alive and must build the champion, or nobody would.
+    trial = study.ask()
+    trial.set_user_attr("worker", "host-d:4")
+    trial.set_user_attr("fail_reason", "interrupted")
+    study.tell(trial, state=TrialState.FAIL)
+    assert last_finisher(study) == "host-d:4"
