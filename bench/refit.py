@@ -81,11 +81,12 @@ def train_and_score(config, trial, tokens, y, corpus, epochs):  # type: ignore[n
     from data_pipeline import Vectorizer, build_vocabulary
     from models import training
     from models.builder import build_model
+    from models.bundle import TextClassifier
     from models.params import ModelParams
 
     params = ModelParams.from_dict(dict(trial.params))
     vectorizer = Vectorizer(build_vocabulary(tokens, params.max_features), params.sequence_length,
-                                  config.data.padding, config.data.truncating)
+                            config.data.padding, config.data.truncating)
     x, x_test = vectorizer.encode_tokens(tokens), vectorizer.encode_tokens(corpus.test_tokens)
     seed = (config.seed or 0) + trial.number  # the trial's own seed (search/objective.py)
     keras.backend.clear_session()
@@ -96,10 +97,9 @@ def train_and_score(config, trial, tokens, y, corpus, epochs):  # type: ignore[n
     training.fit(model, x, y, validation=(x[:256], y[:256]), epochs=epochs, batch_size=params.batch_size,
                  callbacks=[], bucketing=training.can_bucket(config.data.padding, config.training.mask_zero),
                  seed=seed)
-    probs = training.predict(model, x_test, bucketing=True)
-    if probs.shape[-1] == 1:
-        probs = np.concatenate([1 - probs, probs], -1)
-    return probs, round(time.perf_counter() - started, 1)
+    # Scored as a served model is: bucketing as trained, a sigmoid head as two columns.
+    classifier = TextClassifier(model, vectorizer, corpus.labels, {"mask_zero": config.training.mask_zero})
+    return classifier.probabilities_of_ids(x_test), round(time.perf_counter() - started, 1)
 
 
 if __name__ == "__main__":

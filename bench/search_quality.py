@@ -388,7 +388,7 @@ def measure(args: argparse.Namespace, config, storage: str, tracking: str, *,  #
                             + (["--reference", str(args.reference)] if args.reference is not None else [])
                             + (["--goal", str(args.goal)] if args.goal is not None else [])),
         "budget_seconds": args.budget, "budget_minutes": round(args.budget / 60, 1), "workers": args.workers,
-        "wall_seconds": None if wall is None else round(wall, 1), "hard_stopped": hard_stopped,
+        "wall_seconds": round(wall, 1), "hard_stopped": hard_stopped,
         "worker_exit_codes": exit_codes, "note": args.note,
         # The strategy it ran with: the config file may change after the result is stored.
         "strategy": config.model_dump(mode="json", include={"sampler", "pruner"}),

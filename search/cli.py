@@ -198,21 +198,10 @@ def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False, ra
 
     try:
         tracker.refresh_study_summary(study)
-        if worker_mode and config.ensemble_size > 1 and others_running(study):
-            # Building an ensemble downloads, scores and logs every member: of workers finishing
-            # one after another only the last does it (it sees every trial); `register` redoes it.
-            print("champion left to the last worker (trials still running)", flush=True)
+        left_elsewhere = worker_mode and config.ensemble_size > 1 and ensemble_left_elsewhere(study, ran)
+        if left_elsewhere:
+            print(left_elsewhere, flush=True)
             return
-        if worker_mode and config.ensemble_size > 1 and ran:
-            # Workers that stop at the same instant all see no trial running: the one whose trial
-            # ended last builds the ensemble (a worker that ran none registers as before).
-            from search.identity import worker_id
-            from search.worker import last_finisher
-
-            last = last_finisher(study)
-            if last is not None and last != worker_id():
-                print(f"champion left to worker {last}, whose trial ended last", flush=True)
-                return
         champion = register_champion(tracker, study, config)
     except MlflowException as exc:
         # The trials are stored whatever happened here: say how to retry rather than dump a trace.
@@ -232,14 +221,27 @@ def _finish(config: Any, tracker: Any, study: Any, worker_mode: bool = False, ra
           f"{selection_rule(config)})", flush=True)
 
 
-def others_running(study: Any) -> bool:
-    """Trials of live workers are RUNNING (those of dead ones are failed first)."""
+def ensemble_left_elsewhere(study: Any, ran: int) -> str | None:
+    """Why this worker leaves the ensemble champion to another one (None: it builds it).
+
+    Building an ensemble downloads, scores and logs every member: of workers finishing one after
+    another only the last does it (it sees every trial), and of workers stopping at the same
+    instant (none sees a trial running) the one whose trial ended last. A worker that ran no
+    trial registers as before; `register` redoes it at any time.
+    """
     import optuna
 
+    from search.identity import worker_id
     from search.storage import count_states
+    from search.worker import last_finisher
 
-    optuna.storages.fail_stale_trials(study)
-    return bool(count_states(study)["RUNNING"])
+    optuna.storages.fail_stale_trials(study)  # trials of dead workers are not running
+    if count_states(study)["RUNNING"]:
+        return "champion left to the last worker (trials still running)"
+    last = last_finisher(study) if ran else None
+    if last is not None and last != worker_id():
+        return f"champion left to worker {last}, whose trial ended last"
+    return None
 
 
 def _validate_data(config: Any) -> Any:
