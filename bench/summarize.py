@@ -157,6 +157,15 @@ def stagnation_sentence(replay: dict) -> str:
     return f" With `max_stagnation_trials: {n}` (replayed) it stops after {v['stop_minutes']:.0f} min with {same}."
 
 
+def linear_sentence(study: str) -> str:
+    """The linear reference on the same split (bench/linear_reference.py), where measured."""
+    r = (_load("linear_reference") or {}).get("results", {}).get(f"studies/{study}.yaml")
+    if r is None:
+        return ""
+    return (f" A tuned TF-IDF unigram+bigram logistic regression on the same split (`make bench-linear`): "
+            f"test {r['test_accuracy']:.4f}.")
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -182,7 +191,8 @@ def headline() -> str:
             + (f" Note: {r['note']}." if r.get("note") else "")
             + "".join(f" Enqueued trial {e['number']} ({e.get('source', 'enqueued')}), trained on the same data: test "
                       f"{e['test_accuracy']:.4f}." for e in r.get("enqueued_trials", []))
-            + stagnation_sentence(r.get("stagnation_replay", {})))
+            + stagnation_sentence(r.get("stagnation_replay", {}))
+            + linear_sentence(name.removeprefix("search_")))
     e = _load("efficiency")
     if e and "summary" in e and e.get("version") == 2:
         s = e["summary"]
