@@ -151,9 +151,10 @@ class SamplerConfig(_Strict):
     # TPE studies run a generic hand-tuner's model first (search/warm_start.py: BASELINE), so the
     # search starts where tuning by hand would and only has to improve on it.
     baseline_trial: bool = True
-    # Opt-in: the champions of earlier searches on other data sets (search/warm_start.py:
-    # PORTFOLIO) run before the baseline, mapped onto this space. Off by default: on Amazon
-    # (bench/results/efficiency.md, tpe_sh_transfer) it led only at a quarter of the budget.
+    # Opt-in: the best of earlier searches on other data sets (search/warm_start.py: PORTFOLIO)
+    # run before the baseline, mapped onto this space. Off by default: on Amazon
+    # (bench/results/efficiency.md, tpe_sh_transfer, 5 seeds) it ends highest but is behind at
+    # half the budget and slower to random search's best (0.569 of the budget against 0.527).
     portfolio: bool = False
 
     @property

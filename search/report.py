@@ -101,7 +101,7 @@ def build_report(study: optuna.Study, max_epochs: int | None = None, top_k: int 
     if warm and warm.get("queued"):
         sources = ", ".join([f"study {n}" for n in warm.get("studies", [])]
                             + [f"experiment {n}" for n in warm.get("experiments", [])])
-        portfolio = ", champions of earlier searches on other data sets (portfolio)" if warm.get("portfolio") else ""
+        portfolio = ", the best of earlier searches on other data sets (portfolio)" if warm.get("portfolio") else ""
         report.notes["warm_start"] = (f"{warm['queued']} configuration(s) queued to run first: the config's "
                                       f"enqueue entries{', the best of ' + sources if sources else ''}{portfolio}"
                                       f"{', the baseline trial' if warm.get('baseline_trial') else ''}")

@@ -84,21 +84,29 @@ def test_order_dedupe_and_which_samplers_get_a_baseline(tmp_path: Path) -> None:
     assert warm_start_params(off) == []
 
 
-def test_portfolio_maps_earlier_champions_and_skips_one_found_on_this_training_file(tmp_path: Path) -> None:
+def test_portfolio_maps_the_best_of_earlier_searches_and_skips_those_on_this_training_file(tmp_path: Path) -> None:
     space = _default_space(tmp_path)
-    imdb, reuters = portfolio_params(space, "another file")
-    # Both champions took the middle of their studies' data-derived choices, so they take this
-    # data set's middle choices, not the nearest numbers (IMDB's 464 tokens on 144-token reviews).
-    assert (imdb["sequence_length"], imdb["max_features"]) == (144, 6000)
+    entries = portfolio_params(space, "another file")
+    assert len(entries) == len(PORTFOLIO) == 4
+    imdb, reuters, imdb_2, reuters_2 = entries
+    lengths, vocabularies = space["sequence_length"].values, space["max_features"].values
+    assert lengths is not None and vocabularies is not None
+    # Data-derived sizes keep their position among the source study's choices, not the nearest
+    # number: IMDB's longest length (912 tokens) becomes this data set's longest (184), its
+    # smallest vocabulary this data set's smallest; Reuters' middle choices become the middle.
+    assert (imdb["sequence_length"], imdb["max_features"]) == (lengths[-1], vocabularies[0])
     assert (reuters["sequence_length"], reuters["max_features"]) == (144, 6000)
-    assert (imdb["cell"], imdb["pooling"], reuters["cell"], reuters["pooling"]) == ("GRU", "mean", "LSTM", "max")
-    for params in (imdb, reuters):
+    assert (imdb_2["sequence_length"], imdb_2["max_features"]) == (lengths[-1], vocabularies[-1])
+    assert [(p["cell"], p["bidirectional"], p["pooling"]) for p in entries] == [
+        ("GRU", False, "last"), ("LSTM", True, "max"), ("LSTM", True, "max"), ("GRU", False, "max")]
+    assert "regularizer_strength" not in imdb_2  # no regularizer: its strength is left out
+    for params in entries:
         for name, value in params.items():
             values = space[name].values
             assert values is None or value in values, name
             if values is None:
                 assert space[name].low <= value <= space[name].high, name  # type: ignore[operator]
-    assert portfolio_params(space, PORTFOLIO[0]["train_sha256"]) == [reuters]  # a study on IMDB itself
+    assert portfolio_params(space, PORTFOLIO[0]["train_sha256"]) == [reuters, reuters_2]  # a study on IMDB itself
 
 
 def test_portfolio_runs_after_warm_starts_and_before_the_baseline(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
@@ -109,7 +117,7 @@ def test_portfolio_runs_after_warm_starts_and_before_the_baseline(tmp_path: Path
     queued = warm_start_params(config)
     assert queued == [first, *portfolio_params(config.search_space, "not the tiny file"),
                       baseline_params(config.search_space)]
-    assert len(queued) == 4  # mapped onto the tiny space, the two champions stay distinct
+    assert len(queued) == 6  # mapped onto the tiny space, the four entries stay distinct
     assert warm_start_params(parse_config({**raw, "sampler": {"type": "tpe"}})) == queued[-1:]  # opt-in
     from search.report import build_report
     from search.study import create_study
@@ -117,5 +125,5 @@ def test_portfolio_runs_after_warm_starts_and_before_the_baseline(tmp_path: Path
     study = create_study(config, heartbeat=False)
     assert [t.system_attrs["fixed_params"] for t in study.trials] == queued
     assert study.user_attrs["warm_start"]["portfolio"] is True
-    assert "champions of earlier searches on other data sets" in build_report(study).notes["warm_start"]
+    assert "the best of earlier searches on other data sets" in build_report(study).notes["warm_start"]
     assert warm_start_params(parse_config({**raw, "sampler": {"type": "random"}})) == []
