@@ -8,7 +8,8 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear lock clean
+	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear \
+	bench-fidelity lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -102,6 +103,12 @@ bench-refit: setup
 # without pretrained embeddings -> bench/results/linear_reference.json.
 bench-linear: setup
 	$(PY) bench/linear_reference.py --config studies/amazon.yaml studies/imdb.yaml
+
+# Is a training-set fraction a better early rung than an epoch? The same 12 random configurations
+# trained on all data (4 epochs) and on a quarter / half of it (2 epochs) -> fidelity.json.
+bench-fidelity: setup
+	$(PY) bench/fidelity.py --config studies/amazon.yaml --trials 12
+	$(PY) bench/fidelity.py --config studies/defaults_reuters.yaml --trials 12
 
 # Defaults-only studies (config = data files), 30 minutes each: chance-level trial share.
 bench-defaults: setup

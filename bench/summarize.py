@@ -145,6 +145,23 @@ def efficiency_section() -> str:
             "epochs and vs wall seconds, mean ± sd over seeds).\n")
 
 
+def fidelity_section() -> str:
+    data = _load("fidelity")
+    if not data:
+        return "\n_`make bench-fidelity` has not been run yet._\n"
+    parts = ["\nEarly rungs: epochs vs a fraction of the training set (`make bench-fidelity`). The same random "
+             "configurations trained on all data and on a quarter / half of it; how well each cheap measurement "
+             "ranks them by the target, and what keeping its top third would lose:\n"]
+    for config, r in data["results"].items():
+        rows = "\n".join(f"| {name} | {m['cost_epochs']:.2f} | {m['spearman']:+.3f} | {m['regret_top_third']:.4f} |"
+                         for name, m in sorted(r["measures"].items(), key=lambda kv: kv[1]["cost_epochs"]))
+        parts.append(f"\n{config}, {r['configurations']} configurations, target: {r['target']} (best "
+                     f"{r['target_best']:.4f}, median {r['target_median']:.4f}); `{r['command']}`\n\n"
+                     "| early measurement | cost (full-data epochs) | Spearman vs target | regret of its top third |\n"
+                     f"|---|---|---|---|\n{rows}\n")
+    return "".join(parts)
+
+
 def stagnation_sentence(replay: dict) -> str:
     """The replayed stop of the largest ``max_stagnation_trials`` the search bench tried."""
     if not replay:
@@ -239,7 +256,7 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     body = (headline() + core_section() + "\n" + storage_section() + throughput_section() + compose_section()
-            + serving_section() + workers_section() + search_section() + efficiency_section())
+            + serving_section() + workers_section() + search_section() + efficiency_section() + fidelity_section())
     section = f"{START}\n{body}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)
