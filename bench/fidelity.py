@@ -14,10 +14,12 @@ are trained three ways with the project's objective (no pruning, no early stoppi
   subset_25   a quarter of the training examples, 2 epochs
   subset_50   half of the training examples, 2 epochs
 
-Each trial keeps its number, and so its Keras seed, in every arm. For each cheap measurement
-(cost in full-data epochs) the result gives Spearman's rank correlation with the target and the
-regret of keeping the measurement's top third: the true best minus the best target among those
-kept, the loss a rung that promotes a third would cause.
+Each configuration has the same trial number, and so the same Keras seed, in every arm (when no
+trial fails), and every subset trial trains on the same subset (``training.max_train_examples``
+draws it with the data's ``split_seed``). For each cheap measurement (cost in full-data epochs)
+the result gives Spearman's rank correlation with the target and the regret of keeping the
+measurement's top third: the true best minus the best target among those kept, the loss a rung
+that promotes a third would cause.
 
 Resumable: each arm's study is stored under .cache/bench/fidelity/<study>/ and continues where
 it stopped. Writes bench/results/fidelity.json (one entry per config, merged).
@@ -26,6 +28,7 @@ it stopped. Writes bench/results/fidelity.json (one entry per config, merged).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from typing import Any
 
@@ -126,8 +129,6 @@ def main() -> None:
              "target_best": round(max(target), 4), "target_median": round(sorted(target)[len(target) // 2], 4),
              "measures": measures}
     stored = RESULTS / "fidelity.json"
-    import json
-
     results = json.loads(stored.read_text())["results"] if stored.exists() else {}
     results[args.config] = entry
     write_result("fidelity", {"results": dict(sorted(results.items())), "machine": machine(), "versions": versions()})
