@@ -52,7 +52,8 @@ def median(values: list[float]) -> float:
 
 
 def write_result(name: str, body: dict[str, Any], merge: bool = True) -> Path:
-    """Write bench/results/NAME.json (merging top-level keys with an existing file)."""
+    """Write bench/results/NAME.json (merging top-level keys with an existing file). The core
+    package versions are always recorded (current ones win); ``body["versions"]`` adds others."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     data: dict[str, Any] = {}
@@ -60,9 +61,17 @@ def write_result(name: str, body: dict[str, Any], merge: bool = True) -> Path:
         data = json.loads(path.read_text())
     data.update(body)
     data["machine"] = machine()
-    data["versions"] = versions()
+    data["versions"] = {**body.get("versions", {}), **versions()}
     data["written_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return write_json(path, data)
+
+
+def merged_results(name: str, new: dict[str, Any]) -> dict[str, Any]:
+    """The ``results`` of bench/results/NAME.json (one entry per config) updated with ``new``,
+    sorted by key: a bench run on one config keeps the others' entries."""
+    path = RESULTS / f"{name}.json"
+    stored = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
+    return dict(sorted({**stored, **new}.items()))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:

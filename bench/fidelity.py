@@ -28,12 +28,11 @@ it stopped. Writes bench/results/fidelity.json (one entry per config, merged).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from typing import Any
 
 import optuna
-from common import RESULTS, ROOT, machine, quiet, versions, write_result
+from common import ROOT, merged_results, quiet, write_result
 
 ARMS = {"full": None, "subset_25": 0.25, "subset_50": 0.5}
 
@@ -100,11 +99,10 @@ def main() -> None:
     quiet()
     from scipy.stats import spearmanr
 
-    full = run_arm(args.config, "full", args.trials, args.epochs, args.seed, None)
-    params = [dict(t.params) for t in finished(full)[:args.trials]]
+    full_trials = finished(run_arm(args.config, "full", args.trials, args.epochs, args.seed, None))[:args.trials]
+    params = [dict(t.params) for t in full_trials]
     subsets = {arm: run_arm(args.config, arm, len(params), args.epochs, args.seed, params)
                for arm in ARMS if arm != "full"}
-    full_trials = finished(full)[:args.trials]
     target = [max(t.intermediate_values.values()) for t in full_trials]
     # cheap measurement -> (cost in full-data epochs, value per configuration)
     cheap: dict[str, tuple[float, list[float]]] = {
@@ -128,10 +126,7 @@ def main() -> None:
              "configurations": len(params), "target": f"best validation accuracy over {args.epochs} full epochs",
              "target_best": round(max(target), 4), "target_median": round(sorted(target)[len(target) // 2], 4),
              "measures": measures}
-    stored = RESULTS / "fidelity.json"
-    results = json.loads(stored.read_text())["results"] if stored.exists() else {}
-    results[args.config] = entry
-    write_result("fidelity", {"results": dict(sorted(results.items())), "machine": machine(), "versions": versions()})
+    write_result("fidelity", {"results": merged_results("fidelity", {args.config: entry})})
     for name, m in measures.items():
         print(f"{name:22s} cost {m['cost_epochs']:.2f}  spearman {m['spearman']:+.3f}  "
               f"regret(top third) {m['regret_top_third']:.4f}", flush=True)

@@ -14,11 +14,10 @@ Writes bench/results/linear_reference.json, one entry per config (merged with ea
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
-from common import RESULTS, ROOT, machine, quiet, versions, write_result
+from common import ROOT, merged_results, quiet, versions, write_result
 
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 
@@ -59,12 +58,11 @@ def main() -> None:
     parser.add_argument("--config", nargs="+", default=["studies/amazon.yaml", "studies/imdb.yaml"])
     args = parser.parse_args()
     quiet()
-    stored = RESULTS / "linear_reference.json"
-    results = json.loads(stored.read_text())["results"] if stored.exists() else {}
+    results = {}
     for path in args.config:
         results[path] = measure(path)
         print(path, results[path], flush=True)
-    write_result("linear_reference", {"results": dict(sorted(results.items())), "machine": machine(),
+    write_result("linear_reference", {"results": merged_results("linear_reference", results),
                                       "versions": versions("scikit-learn")})
 
 
