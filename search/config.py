@@ -173,7 +173,9 @@ class PrunerConfig(_Strict):
     # Hyperband at 25/50/100 % of the budget and in epochs to random's best (0.527 vs 0.625).
     type: Literal["median", "hyperband", "successive_halving", "none"] = "successive_halving"
     n_startup_trials: int = Field(3, ge=0)
-    n_warmup_steps: int = Field(1, ge=0)
+    # Steps count epochs trained (search/objective.py): median prunes from the end of epoch
+    # n_warmup_steps on; successive halving's first rung is after min_resource epochs.
+    n_warmup_steps: int = Field(2, ge=0)
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
 

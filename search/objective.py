@@ -26,6 +26,24 @@ log = logging.getLogger(__name__)
 MONITOR = "val_accuracy"
 
 
+def epochs_trained_pruning(trial: optuna.Trial, monitor: str) -> Any:
+    """optuna-integration's KerasPruningCallback, reporting step = epochs trained (1, 2, ...).
+
+    The library reports Keras' 0-based epoch index, but pruners read a step as resource spent:
+    successive halving's rung at ``min_resource`` 1 then fell after the second epoch, every
+    later rung one epoch late (the last one on the final epoch, so trials that had trained every
+    epoch were marked pruned), and Hyperband's ``max_resource`` (training.max_epochs) was never
+    reached. MLflow curves use the same step, so both count epochs trained.
+    """
+    from optuna_integration import KerasPruningCallback
+
+    class EpochsTrainedPruningCallback(KerasPruningCallback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            super().on_epoch_end(epoch + 1, logs)
+
+    return EpochsTrainedPruningCallback(trial, monitor)
+
+
 class NonFiniteLoss(FloatingPointError):
     pass
 
@@ -60,7 +78,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         import keras
-        from optuna_integration import KerasPruningCallback
 
         from models import training
         from models.builder import build_model
@@ -96,7 +113,7 @@ class Objective:
             write_sidecar(workdir, vectorizer=data.vectorizer, labels=data.labels, params=params.to_dict(),
                           extra={"study_name": self.config.study_name, "trial_number": trial.number,
                                  "mask_zero": self.config.training.mask_zero})
-            callbacks = self._callbacks(trial, run, workdir / MODEL_FILE, history, KerasPruningCallback)
+            callbacks = self._callbacks(trial, run, workdir / MODEL_FILE, history, epochs_trained_pruning)
             with self.stop.on_request(lambda: setattr(model, "stop_training", True)):
                 training.fit(
                     model, x_train, y_train,
@@ -159,7 +176,7 @@ class Objective:
             logs["epoch_seconds"] = time.perf_counter() - epoch_started[0]
             for key, value in logs.items():
                 history.setdefault(key, []).append(float(value))
-            run.on_epoch_end(epoch, logs)
+            run.on_epoch_end(epoch + 1, logs)  # the step the pruner sees: epochs trained
 
         # No per-batch hook (it would force a host sync every batch): a stop request sets
         # model.stop_training, which Keras checks after each batch anyway.

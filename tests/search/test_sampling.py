@@ -110,6 +110,22 @@ def test_successive_halving_prunes_at_its_rung_and_shows_the_sampler_every_trial
     assert len(seen) < len(hyperband.trials)  # 9 epochs / factor 3: 3 brackets, TPE sees one
 
 
+def test_min_resource_counts_epochs_trained(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    # Real training through the objective's pruning callback. KerasPruningCallback alone
+    # reports Keras' 0-based epoch index, which put the first rung after the second epoch.
+    from search.objective import Objective
+
+    pruner = {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}
+    study = _rung_study(tmp_path, tiny_files, pruner)  # 8 trials at 0.9 after one epoch
+    config = parse_config(tiny_config(tmp_path, tiny_files, pruner=pruner,
+                                      training={"max_epochs": 9, "patience": 0}))
+    study.optimize(Objective(config), n_trials=1)
+    trial = study.trials[-1]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]  # one epoch trained, then pruned at the rung
+    assert trial.intermediate_values[1] < 0.9
+
+
 def test_a_config_without_a_pruner_gets_successive_halving_over_epochs(
         tmp_path: Path, tiny_files: dict[str, Path]) -> None:
     # The measured default (bench/results/efficiency.md); Hyperband would hide trials from TPE.

@@ -207,7 +207,7 @@ def test_without_a_pruner_every_epoch_is_still_reported(tmp_path: Path, tiny_fil
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/tiny.db")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for t in study.trials:
-        assert sorted(t.intermediate_values) == [0, 1]  # max_epochs 2, patience off
+        assert sorted(t.intermediate_values) == [1, 2]  # steps count epochs trained; max_epochs 2
         assert t.value == pytest.approx(max(t.intermediate_values.values()))
 
 
