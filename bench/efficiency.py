@@ -67,6 +67,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -109,6 +110,8 @@ EXTRA_ARMS = ("tpe_hyperband", "tpe_hyperband_no_baseline", "tpe_sh_startup4", "
 # results nor the short-text set's (cut from Amazon reviews).
 TPE = {"type": "tpe", "multivariate": True, "n_startup_trials": 8, "baseline_trial": True, "portfolio": False}
 CHECKPOINTS = (25, 50, 100)  # percent of the epoch budget
+# Pruners whose rungs sit at a step count, so their arms depend on what a step is.
+RUNG_PRUNERS = ("successive_halving", "hyperband")
 
 
 def arm_overrides(arm: str, seed: int, max_epochs: int) -> dict[str, Any]:
@@ -358,8 +361,9 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training epochs", "vs wall-clock seconds"))
-    colours = dict(zip(ARMS + EXTRA_ARMS, ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd",
-                                                 "#8c564b", "#e377c2", "#17becf", "#bcbd22"), strict=True))
+    # Cycled, so a new arm gets a colour instead of breaking the figure.
+    colours = dict(zip(ARMS + EXTRA_ARMS, itertools.cycle(("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd",
+                                                           "#8c564b", "#e377c2", "#17becf", "#bcbd22"))))
     walls = [r["wall"][-1] for r in runs if r["seed"] in seeds and r["wall"]]
     horizon = statistics.median(walls) if walls else 1.0
     grids = {"epochs": list(range(1, budget + 1)), "seconds": [horizon * i / 200 for i in range(1, 201)]}
@@ -399,6 +403,7 @@ def markdown(result: dict[str, Any]) -> str:
               "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", "",
               "| arm | 25 % | 50 % | 100 % | trials (complete/pruned), mean | wall s, mean |",
               "|---|---|---|---|---|---|"]
+    stepped_before_fix = False
     n = len(result["seeds"])
     for arm in arms_in(result["runs"], result["seeds"]):
         runs = [r for r in result["runs"] if r["arm"] == arm and r["seed"] in result["seeds"]]
@@ -407,8 +412,10 @@ def markdown(result: dict[str, Any]) -> str:
         trials = f"{sum(r['trials'] for r in runs) / n:.1f} ({sum(r['complete'] for r in runs) / n:.1f}/" \
                  f"{sum(r['pruned'] for r in runs) / n:.1f})"
         name = f"**{arm}** (recommended)" if arm == RECOMMENDED else arm
-        if arm.startswith(("tpe_s", "tpe_h")) and any("steps" not in r for r in runs):
-            name += " †"  # rungs depend on what a step is
+        if arm_overrides(arm, 0, result["max_epochs"])["pruner"]["type"] in RUNG_PRUNERS \
+                and any("steps" not in r for r in runs):
+            name += " †"
+            stepped_before_fix = True
         lines.append(f"| {name} | {' | '.join(cells)} | {trials} | {s['mean_wall_seconds'][arm]} |")
 
     def verdict(flags: dict[str, bool]) -> str:
@@ -422,7 +429,7 @@ def markdown(result: dict[str, Any]) -> str:
               f"- recommended at or above the grid: {verdict(s['beats_grid_at'])}",
               f"- recommended at or above random: {verdict(s['beats_random_at'])}",
               f"- recommended at or above TPE+median: {verdict(s['beats_tpe_median_at'])}", ""]
-    if "†" in "\n".join(lines):
+    if stepped_before_fix:
         lines += ["† measured when the objective reported Keras' 0-based epoch index as the step, so each "
                   "rung fell one epoch later (successive halving at `min_resource` 1: after epochs 2 and 4, "
                   "and a trial that survived epoch 2 but not epoch 4 was marked pruned after training every "
