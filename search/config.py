@@ -178,8 +178,18 @@ class PrunerConfig(_Strict):
     # rung after one epoch (arm tpe_sh_rung1) lost to one after two: behind at half the budget,
     # 0.661 vs 0.527 of it to random's best; one epoch also ranks worse (bench/fidelity.py).
     n_warmup_steps: int = Field(2, ge=0)
+    # Left out, it depends on the pruner: 2 for successive halving (above), 1 for Hyperband,
+    # whose brackets start at min_resource * reduction_factor**k: at 2 a study of up to 5 epochs
+    # would have one bracket, which is successive halving with extra steps.
     min_resource: int = Field(2, ge=1)
     reduction_factor: int = Field(3, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_min_resource(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("min_resource") is None and data.get("type") == "hyperband":
+            return {**data, "min_resource": 1}
+        return data
 
 
 class TrainingConfig(_Strict):

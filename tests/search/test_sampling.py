@@ -79,9 +79,9 @@ def test_each_worker_gets_its_own_sampler_stream() -> None:
     assert len(streams) == 49 and sampler_seed(7, 0, "host:1") == sampler_seed(7, 0, "host:1")
 
 
-def _rung_study(tmp: Path, files: dict[str, Path], pruner: dict) -> optuna.Study:
+def _rung_study(tmp: Path, files: dict[str, Path], pruner: dict, max_epochs: int = 9) -> optuna.Study:
     """Eight trials that report one epoch at 0.9, through the config's real pruner."""
-    config = parse_config(tiny_config(tmp, files, pruner=pruner, training={"max_epochs": 9, "patience": 0}))
+    config = parse_config(tiny_config(tmp, files, pruner=pruner, training={"max_epochs": max_epochs, "patience": 0}))
     study = create_study(config, heartbeat=False)
     for _ in range(8):
         trial = study.ask()
@@ -108,6 +108,22 @@ def test_successive_halving_prunes_at_its_rung_and_shows_the_sampler_every_trial
                                                           "reduction_factor": 3})
     seen = optuna.pruners._filter_study(hyperband, hyperband.trials[-1]).get_trials(deepcopy=False)
     assert len(seen) < len(hyperband.trials)  # 9 epochs / factor 3: 3 brackets, TPE sees one
+
+
+def test_min_resource_default_depends_on_the_pruner(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    def sees_whole_study(name: str, pruner: dict) -> bool:
+        study = _rung_study(tmp_path / name, tiny_files, pruner, max_epochs=5)
+        seen = optuna.pruners._filter_study(study, study.trials[-1]).get_trials(deepcopy=False)
+        return len(seen) == len(study.trials)
+
+    base = {"study_name": "s", "data": {"train_file": "x.txt"}}
+    assert parse_config(base).pruner.min_resource == 2  # successive halving
+    assert parse_config({**base, "pruner": {"type": "hyperband"}}).pruner.min_resource == 1
+    assert parse_config({**base, "pruner": {"type": "hyperband", "min_resource": 2}}).pruner.min_resource == 2
+    # On 5 epochs Hyperband's default keeps two brackets (1 and 3 epochs to the first rung);
+    # min_resource 2 would leave one, so the sampler would see every trial.
+    assert not sees_whole_study("default", {"type": "hyperband"})
+    assert sees_whole_study("two", {"type": "hyperband", "min_resource": 2})
 
 
 def test_min_resource_counts_epochs_trained(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
