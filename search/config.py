@@ -156,10 +156,24 @@ class SamplerConfig(_Strict):
     # (bench/results/efficiency.md, tpe_sh_transfer, 5 seeds) it ends highest but is behind at
     # half the budget and slower to random search's best (0.569 of the budget against 0.527).
     portfolio: bool = False
+    # What TPE's start-up trials after the baseline are: `random` (Optuna's), or
+    # `baseline_neighbours`: the baseline with one group of knobs left to the sampler each
+    # (search/warm_start.py: NEIGHBOUR_GROUPS), the hand-tuner's one-change-at-a-time moves.
+    startup: Literal["random", "baseline_neighbours"] = "random"
+
+    @model_validator(mode="after")
+    def _neighbours_need_a_baseline(self) -> SamplerConfig:
+        if self.startup == "baseline_neighbours" and not self.runs_baseline:
+            raise ValueError("startup: baseline_neighbours needs type: tpe and baseline_trial: true")
+        return self
 
     @property
     def runs_baseline(self) -> bool:
         return self.type == "tpe" and self.baseline_trial
+
+    @property
+    def runs_neighbours(self) -> bool:
+        return self.runs_baseline and self.startup == "baseline_neighbours"
 
     @property
     def runs_portfolio(self) -> bool:

@@ -118,7 +118,8 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True,
     study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
                                        "experiments": config.warm_start.experiments,
                                        "baseline_trial": config.sampler.runs_baseline,
-                                       "portfolio": config.sampler.runs_portfolio})
+                                       "portfolio": config.sampler.runs_portfolio,
+                                       "startup": config.sampler.startup})
     return study
 
 

@@ -64,6 +64,23 @@ PORTFOLIO: tuple[dict[str, Any], ...] = (
 )
 
 
+# Start-up trials as a hand-tuner would run them (`sampler.startup: baseline_neighbours`): the
+# baseline with one group of related knobs left to the sampler, which draws them at random
+# while TPE is in its start-up. Random start-up trials land anywhere, often in families that
+# were poor on every data set searched so far (bench/results/search_*.json: SimpleRNN, depth 2,
+# RMSprop well below the others' mean); these explore every dimension, one at a time, next to
+# a model that trains. Ordered by the size of those measured effects.
+NEIGHBOUR_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("pooling",),
+    ("cell", "bidirectional"),
+    ("learning_rate", "optimizer"),
+    ("max_features", "sequence_length"),
+    ("embedding_dim", "units"),
+    ("dropout", "regularizer", "regularizer_strength"),
+    ("batch_size", "initializer", "depth"),
+)
+
+
 def _nearest(value: float, choices: list[Any]) -> Any:
     # Sizes and rates are compared on a log scale (64 is as far from 32 as from 128).
     def distance(c: float) -> float:
@@ -126,6 +143,18 @@ def baseline_params(space: dict[str, ParamSpec]) -> dict[str, Any]:
     return map_params({**BASELINE, **middle}, space)
 
 
+def neighbour_params(baseline: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Up to ``n`` copies of ``baseline``, each without one NEIGHBOUR_GROUPS group (a group
+    the space fixes, absent from the baseline, is skipped: nothing would be left to draw)."""
+    out = []
+    for group in NEIGHBOUR_GROUPS:
+        if len(out) == n:
+            break
+        if any(name in baseline for name in group):
+            out.append({k: v for k, v in baseline.items() if k not in group})
+    return out
+
+
 def portfolio_params(space: dict[str, ParamSpec], train_sha256: str) -> list[dict[str, Any]]:
     """The PORTFOLIO mapped onto ``space``, without entries found on this very training file."""
     return [map_params(entry["params"], space, entry["choices"]) for entry in PORTFOLIO
@@ -186,8 +215,8 @@ def _from_experiment(name: str, uri: str, top_k: int) -> list[tuple[dict[str, An
 
 def warm_start_params(config: StudyConfig) -> list[dict[str, Any]]:
     """Parameters to enqueue, in order: the config's ``enqueue``, the best configurations of the
-    ``warm_start`` sources (mapped onto this space), the portfolio and the baseline (TPE studies,
-    each if on)."""
+    ``warm_start`` sources (mapped onto this space), the portfolio, the baseline and its
+    neighbours (TPE studies, each if on)."""
     ws = config.warm_start
     for i, entry in enumerate(config.enqueue):
         for name, value in entry.items():
@@ -211,7 +240,11 @@ def warm_start_params(config: StudyConfig) -> list[dict[str, Any]]:
 
         candidates += portfolio_params(config.search_space, file_digest(config.data.train_file))
     if config.sampler.runs_baseline:
-        candidates.append(baseline_params(config.search_space))
+        baseline = baseline_params(config.search_space)
+        candidates.append(baseline)
+        if config.sampler.runs_neighbours:
+            # The baseline is one of TPE's start-up trials; the neighbours fill the rest.
+            candidates += neighbour_params(baseline, config.sampler.n_startup_trials - 1)
     unique, seen = [], set()
     for params in candidates:
         key = tuple(sorted(params.items()))

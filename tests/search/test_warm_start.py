@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from data_pipeline.stats import CorpusStats
-from search.config import ParamSpec, parse_config
+from search.config import ConfigError, ParamSpec, parse_config
 from search.warm_start import (
     BASELINE,
+    NEIGHBOUR_GROUPS,
     PORTFOLIO,
     baseline_params,
     map_params,
     map_value,
+    neighbour_params,
     portfolio_params,
     warm_start_params,
 )
@@ -127,3 +131,40 @@ def test_portfolio_runs_after_warm_starts_and_before_the_baseline(tmp_path: Path
     assert study.user_attrs["warm_start"]["portfolio"] is True
     assert "the best of earlier searches on other data sets" in build_report(study).notes["warm_start"]
     assert warm_start_params(parse_config({**raw, "sampler": {"type": "random"}})) == []
+
+
+def test_baseline_neighbours_each_leave_one_group_to_the_sampler(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    raw = tiny_config(tmp_path, tiny_files)
+    raw["sampler"] = {"type": "tpe", "startup": "baseline_neighbours", "n_startup_trials": 8}
+    raw["search_space"] = {**raw.get("search_space", {}), "pooling": {"value": "max"}}  # one group fixed
+    config = parse_config(raw)
+    baseline = baseline_params(config.search_space)
+    queued = warm_start_params(config)
+    assert queued[0] == baseline and len(queued) == 1 + len(NEIGHBOUR_GROUPS) - 1  # pooling's group skipped
+    free = [set(baseline) - set(params) for params in queued[1:]]
+    assert free == [set(g) & set(baseline) for g in NEIGHBOUR_GROUPS if g != ("pooling",)]
+    assert all(params == {k: baseline[k] for k in params} for params in queued[1:])
+    assert len(neighbour_params(baseline, 2)) == 2  # fewer start-up trials, fewer neighbours
+    assert warm_start_params(parse_config({**raw, "sampler": {"type": "tpe"}})) == [baseline]  # opt-in
+
+    from search.report import build_report
+    from search.space import sample_params
+    from search.study import create_study
+
+    study = create_study(config, heartbeat=False)
+    assert "the baseline trial and its neighbours" in build_report(study).notes["warm_start"]
+    for expected_fixed in queued:
+        trial = study.ask()
+        params = sample_params(trial, config.search_space).to_dict()
+        assert {k: params[k] for k in expected_fixed} == expected_fixed
+        study.tell(trial, 0.5)
+    # The freed groups were drawn: every searched parameter has a value, a strength only with a
+    # regularizer (sample_params' rule, through a partially fixed trial).
+    assert all(("regularizer_strength" in t.params) == (t.params["regularizer"] != "none") for t in study.trials)
+
+
+def test_baseline_neighbours_need_the_baseline(tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    raw = tiny_config(tmp_path, tiny_files)
+    raw["sampler"] = {"type": "tpe", "startup": "baseline_neighbours", "baseline_trial": False}
+    with pytest.raises(ConfigError, match="sampler: .*startup: baseline_neighbours needs"):
+        parse_config(raw)
