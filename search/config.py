@@ -159,8 +159,8 @@ class SamplerConfig(_Strict):
     # What TPE's start-up trials after the baseline are: `random` (Optuna's), or
     # `baseline_neighbours`: the baseline with one group of knobs left to the sampler each
     # (search/warm_start.py: NEIGHBOUR_GROUPS), the hand-tuner's one-change-at-a-time moves.
-    # Not the default: on the efficiency bench (tpe_sh_neighbours, 5 seeds: ahead at 25 %, 0.8532 vs 0.8580 at 100 %) TPE then stayed next
-    # to the baseline, behind on one seed (0.838 vs 0.865 at the full budget), tied on the other.
+    # Not the default: on the efficiency bench (tpe_sh_neighbours, 5 seeds) it led at 25 % of
+    # the budget and trailed at 100 % (0.8532 vs 0.8580): TPE then stayed next to the baseline.
     startup: Literal["random", "baseline_neighbours"] = "random"
 
     @model_validator(mode="after")
