@@ -45,7 +45,7 @@ final epoch and only relabelled trials that had trained every epoch as pruned, w
 below complete ones.
 `tpe_sh_rung1` (first rung after epoch 1, `min_resource` 1 in the new count, 5 seeds with the
 fixed steps) was the candidate and lost: behind at half the budget and slower to random's best.
-The recommended arm was re-run with the fixed steps (5 seeds, commit after 1ba00a0): 0.8412 /
+The recommended arm was re-run with the fixed steps (5 seeds, commit 4221093): 0.8412 /
 0.8514 / 0.8580 at 25 / 50 / 100 % against 0.8412 / 0.8544 / 0.8590 stored before, random's best
 in 0.527 of the budget as before. The other pruned arms measured then (Hyperband, start-up 4,
 transfer) were not re-run; `tpe_median` runs as before (`n_warmup_steps` 2 in the new count is the old 1).

@@ -101,12 +101,11 @@ def build_report(study: optuna.Study, max_epochs: int | None = None, top_k: int 
     if warm and warm.get("queued"):
         sources = ", ".join([f"study {n}" for n in warm.get("studies", [])]
                             + [f"experiment {n}" for n in warm.get("experiments", [])])
-        neighbours = "baseline_neighbours"
         portfolio = ", the best of earlier searches on other data sets (portfolio)" if warm.get("portfolio") else ""
         report.notes["warm_start"] = (f"{warm['queued']} configuration(s) queued to run first: the config's "
                                       f"enqueue entries{', the best of ' + sources if sources else ''}{portfolio}"
                                       f"{', the baseline trial' if warm.get('baseline_trial') else ''}"
-                                      f"{' and its neighbours' if warm.get('startup') == neighbours else ''}")
+                                      f"{' and its neighbours' if warm.get('neighbours') else ''}")
     report.figures["pruning"], report.pruning = pruning_statistics(study, max_epochs)
     measured = [t for t in complete if "latency_ms_b1" in t.user_attrs]
     if measured:

@@ -119,7 +119,7 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True,
                                        "experiments": config.warm_start.experiments,
                                        "baseline_trial": config.sampler.runs_baseline,
                                        "portfolio": config.sampler.runs_portfolio,
-                                       "startup": config.sampler.startup})
+                                       "neighbours": config.sampler.runs_neighbours})
     return study
 
 

@@ -146,13 +146,9 @@ def baseline_params(space: dict[str, ParamSpec]) -> dict[str, Any]:
 def neighbour_params(baseline: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Up to ``n`` copies of ``baseline``, each without one NEIGHBOUR_GROUPS group (a group
     the space fixes, absent from the baseline, is skipped: nothing would be left to draw)."""
-    out = []
-    for group in NEIGHBOUR_GROUPS:
-        if len(out) == n:
-            break
-        if any(name in baseline for name in group):
-            out.append({k: v for k, v in baseline.items() if k not in group})
-    return out
+    neighbours = [{k: v for k, v in baseline.items() if k not in group}
+                  for group in NEIGHBOUR_GROUPS if any(name in baseline for name in group)]
+    return neighbours[:max(n, 0)]  # n is -1 when TPE has no start-up trials: none then
 
 
 def portfolio_params(space: dict[str, ParamSpec], train_sha256: str) -> list[dict[str, Any]]:

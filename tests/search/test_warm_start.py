@@ -145,6 +145,8 @@ def test_baseline_neighbours_each_leave_one_group_to_the_sampler(tmp_path: Path,
     assert free == [set(g) & set(baseline) for g in NEIGHBOUR_GROUPS if g != ("pooling",)]
     assert all(params == {k: baseline[k] for k in params} for params in queued[1:])
     assert len(neighbour_params(baseline, 2)) == 2  # fewer start-up trials, fewer neighbours
+    no_startup = parse_config({**raw, "sampler": {**raw["sampler"], "n_startup_trials": 0}})
+    assert warm_start_params(no_startup) == [baseline]  # TPE models from the first trial: no neighbours
     assert warm_start_params(parse_config({**raw, "sampler": {"type": "tpe"}})) == [baseline]  # opt-in
 
     from search.report import build_report
