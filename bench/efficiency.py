@@ -106,6 +106,8 @@ NOTEBOOK_GRID: dict[str, dict[str, Any]] = {
 }
 
 RECOMMENDED = "tpe_successive_halving"
+# The fewest seeds an arm is reported on (the issue's minimum for a comparison).
+MIN_SEEDS = 5
 ARMS = (RECOMMENDED, "tpe_median", "random", "notebook_grid")
 # Not in the default set: Hyperband (the recommended strategy before successive halving), what
 # the baseline trial contributes, and candidates for the next default.
@@ -282,6 +284,16 @@ def arms_in(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[str, ...]:
     return ARMS + tuple(a for a in EXTRA_ARMS if all((a, s) in done for s in seeds))
 
 
+def extra_arm_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> list[int]:
+    """The seeds shared by every extra arm that is missing from some of ``seeds`` but was measured
+    on at least MIN_SEEDS of them (later seeds of the default arms leave earlier candidates behind);
+    empty when there is no such arm."""
+    done = {(r["arm"], r["seed"]) for r in runs}
+    behind = [a for a in EXTRA_ARMS if a not in arms_in(runs, seeds)
+              and sum((a, s) in done for s in seeds) >= MIN_SEEDS]
+    return [s for s in seeds if all((a, s) in done for a in behind)] if behind else []
+
+
 def epochs_to_reach(curve: list[float], target: float) -> int | None:
     for i, value in enumerate(curve):
         if value >= target:
@@ -400,22 +412,15 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
     fig.write_html(path, include_plotlyjs="cdn")
 
 
-def markdown(result: dict[str, Any]) -> str:
-    s = result["summary"]
-    lines = [f"# Efficiency: {result['config']}, {result['epoch_budget']} epochs per arm, "
-             f"max {result['max_epochs']} per trial, seeds {', '.join(map(str, result['seeds']))}", "",
-             f"`{result['command']}`", ""]
-    if len(result["seeds"]) < len(result["seeds_planned"]):
-        lines += [f"Partial: {len(result['seeds'])} of {len(result['seeds_planned'])} planned seeds measured; "
-                  "re-running the command continues with the rest.", ""]
-    lines += ["Wall seconds depend on other load on the (shared) machine; epochs do not.", "",
-              "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", "",
-              "| arm | 25 % | 50 % | 100 % | trials (complete/pruned), mean | wall s, mean |",
-              "|---|---|---|---|---|---|"]
+def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int]) -> tuple[list[str], bool]:
+    """Rows of the anytime table for the arms of summary ``s`` over ``seeds``, and whether any
+    pruned arm among them was stored before steps counted epochs trained (marked †)."""
+    lines = ["| arm | 25 % | 50 % | 100 % | trials (complete/pruned), mean | wall s, mean |",
+             "|---|---|---|---|---|---|"]
     stepped_before_fix = False
-    n = len(result["seeds"])
-    for arm in arms_in(result["runs"], result["seeds"]):
-        runs = [r for r in result["runs"] if r["arm"] == arm and r["seed"] in result["seeds"]]
+    n = len(seeds)
+    for arm in s["best_val_accuracy_at"]["100"]:
+        runs = [r for r in result["runs"] if r["arm"] == arm and r["seed"] in seeds]
         cells = [f"{s['best_val_accuracy_at'][p][arm]['mean']:.4f} ± {s['best_val_accuracy_at'][p][arm]['sd']:.4f}"
                  for p in ("25", "50", "100")]
         trials = f"{sum(r['trials'] for r in runs) / n:.1f} ({sum(r['complete'] for r in runs) / n:.1f}/" \
@@ -426,6 +431,31 @@ def markdown(result: dict[str, Any]) -> str:
             name += " †"
             stepped_before_fix = True
         lines.append(f"| {name} | {' | '.join(cells)} | {trials} | {s['mean_wall_seconds'][arm]} |")
+    return lines, stepped_before_fix
+
+
+def paired_table(s: dict[str, Any], n: int) -> list[str]:
+    lines = ["| arm | 25 % | 50 % | 100 % |", "|---|---|---|---|"]
+    for arm in s["paired_vs_recommended"]["100"]:
+        cells = [f"{d['mean_difference']:+.4f} ± {d['standard_error']:.4f} ({d['recommended_wins']}/{n})"
+                 for d in (s["paired_vs_recommended"][p][arm] for p in ("25", "50", "100"))]
+        lines.append(f"| {arm} | {' | '.join(cells)} |")
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    lines = [f"# Efficiency: {result['config']}, {result['epoch_budget']} epochs per arm, "
+             f"max {result['max_epochs']} per trial, seeds {', '.join(map(str, result['seeds']))}", "",
+             f"`{result['command']}`", ""]
+    if len(result["seeds"]) < len(result["seeds_planned"]):
+        lines += [f"Partial: {len(result['seeds'])} of {len(result['seeds_planned'])} planned seeds measured; "
+                  "re-running the command continues with the rest.", ""]
+    lines += ["Wall seconds depend on other load on the (shared) machine; epochs do not.", "",
+              "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", ""]
+    table, stepped_before_fix = arm_table(result, s, result["seeds"])
+    lines += table
+    n = len(result["seeds"])
 
     def verdict(flags: dict[str, bool]) -> str:
         return ", ".join(f"{p} %: {'yes' if ok else 'no'}" for p, ok in flags.items())
@@ -438,6 +468,28 @@ def markdown(result: dict[str, Any]) -> str:
               f"- recommended at or above the grid: {verdict(s['beats_grid_at'])}",
               f"- recommended at or above random: {verdict(s['beats_random_at'])}",
               f"- recommended at or above TPE+median: {verdict(s['beats_tpe_median_at'])}", ""]
+    if s.get("validation_size"):
+        lines += [f"Noise: the validation split has {s['validation_size']} examples, so one accuracy near "
+                  f"{s['best_val_accuracy_at']['100'][RECOMMENDED]['mean']:.3f} has a binomial standard error of "
+                  f"{s['accuracy_standard_error']:.4f} as an estimate of accuracy on new data. All runs score on "
+                  f"that one split; recommended minus each arm, paired by seed, mean ± standard error "
+                  f"(seeds the recommended arm wins), seeds {', '.join(map(str, result['seeds']))}:", "",
+                  *paired_table(s, n), ""]
+    for row in s["per_seed"]:
+        lines.append(f"- seed {row['seed']}: random's best {row['random_best']}, reached by {RECOMMENDED} after "
+                     f"{row['epochs_to_random_best']} epochs (ratio {row['epochs_ratio_vs_random']}); "
+                     f"{row['shared_startup_trials']} start-up trials shared with random"
+                     + (" (reached inside them)" if row["reached_inside_shared_trials"] else ""))
+    lines.append("")
+    extra = result.get("extra_arms")
+    if extra:
+        seeds = extra["seeds"]
+        table, stepped = arm_table(result, extra["summary"], seeds)
+        stepped_before_fix |= stepped
+        lines += [f"**Extra arms, measured on seeds {', '.join(map(str, seeds))} only** (candidates that lost "
+                  "or were replaced, not re-run on the later seeds); every arm over those same seeds:", "",
+                  *table, "", "Recommended minus each arm over those seeds, paired by seed, mean ± standard "
+                  "error (seeds the recommended arm wins):", "", *paired_table(extra["summary"], len(seeds)), ""]
     if stepped_before_fix:
         lines += ["† measured when the objective reported Keras' 0-based epoch index as the step, so each "
                   "rung fell one epoch later (successive halving at `min_resource` 1: after epochs 2 and 4, "
@@ -445,24 +497,7 @@ def markdown(result: dict[str, Any]) -> str:
                   "epoch). Steps now count epochs trained; arms without † were measured so (the recommended "
                   "arm was re-run). The median pruner's arm runs as before (`n_warmup_steps` 2 in the new "
                   "count).", ""]
-    if s.get("validation_size"):
-        lines += [f"Noise: the validation split has {s['validation_size']} examples, so one accuracy near "
-                  f"{s['best_val_accuracy_at']['100'][RECOMMENDED]['mean']:.3f} has a binomial standard error of "
-                  f"{s['accuracy_standard_error']:.4f} as an estimate of accuracy on new data. All runs score on "
-                  "that one split; recommended minus each arm, paired by seed, mean ± standard error "
-                  "(seeds the recommended arm wins):", "",
-                  "| arm | 25 % | 50 % | 100 % |", "|---|---|---|---|"]
-        for arm in s["paired_vs_recommended"]["100"]:
-            cells = [f"{d['mean_difference']:+.4f} ± {d['standard_error']:.4f} ({d['recommended_wins']}/{n})"
-                     for d in (s["paired_vs_recommended"][p][arm] for p in ("25", "50", "100"))]
-            lines.append(f"| {arm} | {' | '.join(cells)} |")
-        lines.append("")
-    for row in s["per_seed"]:
-        lines.append(f"- seed {row['seed']}: random's best {row['random_best']}, reached by {RECOMMENDED} after "
-                     f"{row['epochs_to_random_best']} epochs (ratio {row['epochs_ratio_vs_random']}); "
-                     f"{row['shared_startup_trials']} start-up trials shared with random"
-                     + (" (reached inside them)" if row["reached_inside_shared_trials"] else ""))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main() -> None:
@@ -522,6 +557,10 @@ def main() -> None:
         }
         if complete:
             result["summary"] = summarize(merged, complete, args.epochs, validation_size(args.config))
+            extra_seeds = extra_arm_seeds(merged, complete)
+            if extra_seeds:
+                result["extra_arms"] = {"seeds": extra_seeds, "summary": summarize(
+                    merged, extra_seeds, args.epochs, validation_size(args.config))}
             result.update({k: result["summary"][k] for k in (
                 "epochs_ratio_vs_random_mean", "epochs_ratio_vs_random_worst", "beats_grid_at", "beats_random_at")})
             (RESULTS / "efficiency.md").write_text(markdown(result))
