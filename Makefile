@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED := 1
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
 EPOCHS ?= 96
-SEEDS ?= 1 2 3 4 5
+SEEDS ?= 1 2 3 4 5 6 7 8
 # Search-quality workers on this host.
 WORKERS ?= 2
 # Efficiency bench processes sharing the work (each with one intra-op thread when more than one),
