@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
-	bench-efficiency bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear \
+	bench-efficiency bench-efficiency-champions bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear \
 	bench-fidelity lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
@@ -87,6 +87,13 @@ bench-efficiency: setup
 	if [ "$(JOBS)" -le 1 ]; then exec $$cmd; fi; \
 	pids=""; for i in $$(seq $(JOBS)); do $$cmd --cpu-threads 1 & pids="$$pids $$!"; sleep 20; done; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
+
+# Each efficiency (arm, seed)'s champion retrained as it ran and scored once on the test file
+# (needs bench-efficiency's results; one process per seed list under JOBS=2).
+CHAMPION_ARMS = tpe_successive_halving tpe_median random notebook_grid tpe_hyperband tpe_sh_transfer \
+	tpe_sh_rung1 tpe_sh_neighbours
+bench-efficiency-champions: setup
+	$(PY) bench/efficiency_champions.py --seeds $(SEEDS) --arms $(CHAMPION_ARMS)
 
 # The shared data sets live in ../shared/data (not committed); see README "Results".
 # One worker per core (--cpu-threads cores/N): 1.36x the trials of one process on 2 cores
