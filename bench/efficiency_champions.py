@@ -35,7 +35,8 @@ UNPRUNED = ("random", "notebook_grid")
 
 def champion_number(run: dict[str, Any]) -> int:
     """Trial number of the run's best complete trial (``best_params``; trials are stored in order).
-    A later trial with the very same params (a grid that ran out) is the same model: first wins."""
+    Should a sampler propose the very same params twice, the first such trial is taken (its seed,
+    hence its model, can differ from the best one's; the retrained validation accuracy shows it)."""
     return run["trial_params"].index(run["best_params"])
 
 
