@@ -314,20 +314,22 @@ def validation_size(config_path: str) -> int:
     return int(load_corpus(load_config(ROOT / config_path).data.resolved(ROOT)).y_val.size)
 
 
+def paired_stats(diffs: list[float]) -> dict[str, Any]:
+    """Recommended minus another arm, one difference per seed: mean, its standard error and the
+    seeds the recommended arm wins."""
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+    return {"mean_difference": round(statistics.mean(diffs), 4), "standard_error": round(se, 4),
+            "recommended_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
+
+
 def paired_differences(by: dict[tuple[str, int], dict[str, Any]], arms: tuple[str, ...], seeds: list[int],
                        epochs: int) -> dict[str, dict[str, Any]]:
-    """Recommended minus each other arm, seed by seed: mean, its standard error and the seeds
-    the recommended arm wins. Every run scores on the same validation split, so what separates
-    arms is search and training luck, which this spread measures."""
-    out = {}
-    for arm in arms:
-        if arm == RECOMMENDED:
-            continue
-        diffs = [at_epoch(by[(RECOMMENDED, s)], epochs) - at_epoch(by[(arm, s)], epochs) for s in seeds]
-        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
-        out[arm] = {"mean_difference": round(statistics.mean(diffs), 4), "standard_error": round(se, 4),
-                    "recommended_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
-    return out
+    """paired_stats of best validation accuracy after ``epochs`` for each arm. Every run scores
+    on the same validation split, so what separates arms is search and training luck, which
+    this spread measures."""
+    return {arm: paired_stats([at_epoch(by[(RECOMMENDED, s)], epochs) - at_epoch(by[(arm, s)], epochs)
+                               for s in seeds])
+            for arm in arms if arm != RECOMMENDED}
 
 
 def summarize(runs: list[dict[str, Any]], seeds: list[int], budget: int, n_val: int | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from common import RESULTS, ROOT, quiet, write_result
-from efficiency import ARMS, EXTRA_ARMS, RECOMMENDED, arm_dir, arm_overrides
+from efficiency import ARMS, EXTRA_ARMS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
 
 WORK = ROOT / ".cache" / "bench" / "efficiency-champions"
 UNPRUNED = ("random", "notebook_grid")
@@ -105,11 +105,8 @@ def summarize(rows: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
         entry = {"test_mean": round(statistics.mean(tests), 4), "test_sd": round(statistics.stdev(tests), 4),
                  "val_mean": round(statistics.mean(vals), 4)}
         if arm != RECOMMENDED:
-            diffs = [by[RECOMMENDED, s]["test_accuracy"] - by[arm, s]["test_accuracy"] for s in seeds]
-            entry["recommended_minus_arm"] = {
-                "mean": round(statistics.mean(diffs), 4),
-                "se": round(statistics.stdev(diffs) / len(diffs) ** 0.5, 4),
-                "recommended_wins": sum(d > 0 for d in diffs), "ties": sum(d == 0 for d in diffs)}
+            entry["recommended_minus_arm"] = paired_stats(
+                [by[RECOMMENDED, s]["test_accuracy"] - by[arm, s]["test_accuracy"] for s in seeds])
         out["arms"][arm] = entry
     return out
 
@@ -119,7 +116,8 @@ def summary_table(s: dict[str, Any]) -> list[str]:
              "|---|---|---|---|"]
     for arm, e in s["arms"].items():
         d = e.get("recommended_minus_arm")
-        paired = f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['recommended_wins']}/{len(s['seeds'])})" if d else "—"
+        paired = (f"{d['mean_difference']:+.4f} ± {d['standard_error']:.4f} "
+                  f"({d['recommended_wins']}/{len(s['seeds'])})" if d else "—")
         name = f"**{arm}** (recommended)" if arm == RECOMMENDED else arm
         lines.append(f"| {name} | {e['test_mean']:.4f} ± {e['test_sd']:.4f} | {e['val_mean']:.4f} | {paired} |")
     return lines
