@@ -21,6 +21,8 @@ WORKERS ?= 2
 # and the arms to run (default: the four compared arms; e.g. ARMS=tpe_successive_halving).
 JOBS ?= 1
 ARMS ?=
+# RERUN_STALE=1 re-runs stored runs of rung-pruned arms marked † (rungs one epoch late).
+RERUN_STALE ?=
 
 # The stamp depends on the lock files, so `make setup` re-installs only when pins change.
 $(VENV)/.installed: requirements.lock
@@ -83,7 +85,7 @@ bench-workers: setup
 	$(PY) bench/workers.py
 
 bench-efficiency: setup
-	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)$(if $(ARMS), --arms $(ARMS))"; \
+	@cmd="$(PY) bench/efficiency.py --config studies/amazon.yaml --epochs $(EPOCHS) --max-epochs 4 --seeds $(SEEDS)$(if $(ARMS), --arms $(ARMS))$(if $(RERUN_STALE), --rerun-stale)"; \
 	if [ "$(JOBS)" -le 1 ]; then exec $$cmd; fi; \
 	pids=""; for i in $$(seq $(JOBS)); do $$cmd --cpu-threads 1 & pids="$$pids $$!"; sleep 20; done; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc

@@ -419,6 +419,11 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
     fig.write_html(path, include_plotlyjs="cdn")
 
 
+def stale(run: dict[str, Any], max_epochs: int) -> bool:
+    """A run of a rung-pruned arm stored before steps counted epochs trained (rungs one epoch late)."""
+    return "steps" not in run and arm_overrides(run["arm"], 0, max_epochs)["pruner"]["type"] in RUNG_PRUNERS
+
+
 def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int]) -> tuple[list[str], bool]:
     """Rows of the anytime table for the arms of summary ``s`` over ``seeds``, and whether any
     pruned arm among them was stored before steps counted epochs trained (marked †)."""
@@ -433,8 +438,7 @@ def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int]) -> tu
         trials = f"{sum(r['trials'] for r in runs) / n:.1f} ({sum(r['complete'] for r in runs) / n:.1f}/" \
                  f"{sum(r['pruned'] for r in runs) / n:.1f})"
         name = f"**{arm}** (recommended)" if arm == RECOMMENDED else arm
-        if arm_overrides(arm, 0, result["max_epochs"])["pruner"]["type"] in RUNG_PRUNERS \
-                and any("steps" not in r for r in runs):
+        if any(stale(r, result["max_epochs"]) for r in runs):
             name += " †"
             stepped_before_fix = True
         lines.append(f"| {name} | {' | '.join(cells)} | {trials} | {s['mean_wall_seconds'][arm]} |")
@@ -514,6 +518,8 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=4, help="epochs per trial (all arms)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7, 8])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS + EXTRA_ARMS)
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="re-run (and replace) stored runs of rung-pruned arms marked †")
     parser.add_argument("--resummarize", action="store_true", help="rewrite summary, markdown and figure only")
     parser.add_argument("--cpu-threads", type=int, default=None, help="intra-op threads (as `worker --cpu-threads`)")
     args = parser.parse_args()
@@ -543,14 +549,16 @@ def main() -> None:
         print(f"{path}: other budget or search space; starting the comparison again", flush=True)
         write_json(path, {})  # so a concurrent process does not merge the old comparison back in
 
-    def done(arm: str, seed: int, among: list[dict[str, Any]]) -> bool:
-        return any(r["arm"] == arm and r["seed"] == seed for r in among)
+    def done(arm: str, seed: int, among: list[dict[str, Any]], stale_counts: bool = True) -> bool:
+        return any(r["arm"] == arm and r["seed"] == seed and (stale_counts or not stale(r, args.max_epochs))
+                   for r in among)
 
     def save(new: dict[str, Any] | None = None) -> None:
-        """Merge `new` with what every process has stored so far and rewrite all outputs."""
+        """Merge `new` with what every process has stored so far and rewrite all outputs; `new`
+        replaces a stale run of its (arm, seed)."""
         merged = stored()[1]
-        if new is not None and not done(new["arm"], new["seed"], merged):
-            merged.append(new)
+        if new is not None and not done(new["arm"], new["seed"], merged, stale_counts=False):
+            merged = [r for r in merged if (r["arm"], r["seed"]) != (new["arm"], new["seed"])] + [new]
         seeds = sorted(set(args.seeds) | {r["seed"] for r in merged})
         complete = [s for s in seeds if all(done(a, s, merged) for a in ARMS)]
         command = (f"python bench/efficiency.py --config {args.config} --epochs {args.epochs} "
@@ -582,7 +590,7 @@ def main() -> None:
             order = args.arms[seed % len(args.arms):] + args.arms[:seed % len(args.arms)]
             for arm in order:
                 with results_lock():
-                    if done(arm, seed, stored()[1]) or not claim(arm, seed):
+                    if done(arm, seed, stored()[1], stale_counts=not args.rerun_stale) or not claim(arm, seed):
                         continue
                 run = run_arm(arm, args.config, seed, args.epochs, args.max_epochs)
                 print(f"{arm} seed {seed}: best {run['best_val_accuracy']} in {run['epochs_used']} epochs, "
