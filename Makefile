@@ -91,11 +91,9 @@ bench-efficiency: setup
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; exit $$rc
 
 # Each efficiency (arm, seed)'s champion retrained as it ran and scored once on the test file
-# (needs bench-efficiency's results; one process per seed list under JOBS=2).
-CHAMPION_ARMS = tpe_successive_halving tpe_median random notebook_grid tpe_hyperband tpe_sh_transfer \
-	tpe_sh_rung1 tpe_sh_neighbours
+# (needs bench-efficiency's results: every arm stored there, or ARMS=...).
 bench-efficiency-champions: setup
-	$(PY) bench/efficiency_champions.py --seeds $(SEEDS) --arms $(CHAMPION_ARMS)
+	$(PY) bench/efficiency_champions.py --seeds $(SEEDS)$(if $(ARMS), --arms $(ARMS))
 
 # The shared data sets live in ../shared/data (not committed); see README "Results".
 # One worker per core (--cpu-threads cores/N): 1.36x the trials of one process on 2 cores

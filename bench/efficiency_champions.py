@@ -40,6 +40,14 @@ def champion_number(run: dict[str, Any]) -> int:
     return run["trial_params"].index(run["best_params"])
 
 
+def is_current(path: Any, run: dict[str, Any] | None) -> bool:
+    """Whether the stored score at ``path`` is of ``run``'s champion (a re-run arm has another)."""
+    if run is None or not path.exists() or run["best_params"] is None:
+        return False
+    row = json.loads(path.read_text())
+    return bool(row["params"] == run["best_params"] and row["trial"] == champion_number(run))
+
+
 def trial_value(run: dict[str, Any], number: int) -> float | None:
     """The champion trial's validation accuracy in the search, where its study is still on disk
     (efficiency.json keeps each arm's best-so-far curve, which may end on a pruned trial)."""
@@ -56,34 +64,24 @@ def trial_value(run: dict[str, Any], number: int) -> float | None:
 def score(run: dict[str, Any], config_path: str, max_epochs: int) -> dict[str, Any]:
     import keras
 
-    from data_pipeline import prepare
-    from models import training
-    from models.builder import build_model
     from models.bundle import TextClassifier
     from models.params import ModelParams
     from search.config import load_config
-    from search.objective import MONITOR, subsample
+    from search.objective import MONITOR, TrialTraining
 
     config = load_config(ROOT / config_path, overrides=arm_overrides(run["arm"], run["seed"], max_epochs))
     config = config.model_copy(update={"data": config.data.resolved(ROOT)})
     number = champion_number(run)
-    params = ModelParams.from_dict(dict(run["best_params"]))
-    data = prepare(config.data, params.max_features, params.sequence_length)
+    # The trial's own data, training rows, seed and model, as search/objective.py sets them up.
+    setup = TrialTraining.create(config, ModelParams.from_dict(dict(run["best_params"])), number)
+    data, model = setup.data, setup.model
     assert data.x_test is not None and data.y_test is not None, f"{config_path}: needs a test_file"
-    x_train, y_train = subsample(data, config.training.max_train_examples, config.data.split_seed)
-    seed = (config.seed or 0) + number  # the trial's own seed, as in search/objective.py
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(seed)
-    model = build_model(params, data.n_classes, mask_zero=config.training.mask_zero)
     # The objective keeps the best epoch's checkpoint and stops after `patience` epochs without
     # gain; EarlyStopping with restore_best_weights does both (patience 0: never stop early).
     stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
                                             patience=config.training.patience or max_epochs)
     started = time.perf_counter()
-    history = training.fit(model, x_train, y_train, validation=(data.x_val, data.y_val),
-                           epochs=config.training.max_epochs, batch_size=params.batch_size, callbacks=[stopper],
-                           bucketing=training.can_bucket(config.data.padding, config.training.mask_zero)
-                           and config.training.bucketing, seed=seed)
+    history = setup.fit([stopper])
     classifier = TextClassifier(model, data.vectorizer, data.labels, {"mask_zero": config.training.mask_zero})
     test = float((classifier.probabilities_of_ids(data.x_test).argmax(-1) == data.y_test).mean())
     return {"arm": run["arm"], "seed": run["seed"], "trial": number, "params": run["best_params"],
@@ -114,7 +112,8 @@ def summarize(rows: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
 def summary_table(s: dict[str, Any]) -> list[str]:
     lines = ["| arm | test, mean ± sd | validation, mean | recommended − arm on test, paired (seeds won) |",
              "|---|---|---|---|"]
-    for arm, e in s["arms"].items():
+    # In the bench's arm order (the stored JSON has its keys sorted).
+    for arm, e in sorted(s["arms"].items(), key=lambda item: (ARMS + EXTRA_ARMS).index(item[0])):
         d = e.get("recommended_minus_arm")
         paired = (f"{d['mean_difference']:+.4f} ± {d['standard_error']:.4f} "
                   f"({d['recommended_wins']}/{len(s['seeds'])})" if d else "—")
@@ -123,7 +122,9 @@ def summary_table(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(result: dict[str, Any]) -> str:
+def markdown(result: dict[str, Any], per_run: bool = True) -> str:
+    """efficiency_champions.md; without ``per_run`` (README Results) it ends before the table of
+    every (arm, seed) and points at the file instead."""
     s = result["summary"]
     lines = [f"# Efficiency champions on the test file, seeds {', '.join(map(str, s['seeds']))}", "",
              f"`{result['command']}`", "",
@@ -140,6 +141,8 @@ def markdown(result: dict[str, Any]) -> str:
               "(search val: from the arm's study where it is still on disk; for the unpruned arms, random and "
               "the grid, the arm's best, as all their trials complete; the pruned arms' best may be a pruned "
               "trial's).", ""]
+    if not per_run:
+        return "\n".join(lines + ["Per (arm, seed): `bench/results/efficiency_champions.md`."]) + "\n"
     lines += ["| arm | seed | trial | arm's best val | search val | retrained val | test |",
               "|---|---|---|---|---|---|---|"]
     for r in sorted(result["rows"], key=lambda r: (r["arm"], r["seed"])):
@@ -152,13 +155,15 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS + EXTRA_ARMS)
+    parser.add_argument("--arms", nargs="+", choices=ARMS + EXTRA_ARMS,
+                        help="default: every arm with runs in efficiency.json")
     parser.add_argument("--summarize", action="store_true", help="only rewrite the JSON and markdown")
     parser.add_argument("--cpu-threads", type=int, default=1)
     args = parser.parse_args()
     quiet()
     stored = json.loads((RESULTS / "efficiency.json").read_text())
     runs = {(r["arm"], r["seed"]): r for r in stored["runs"]}
+    args.arms = args.arms or [a for a in ARMS + EXTRA_ARMS if any(arm == a for arm, _ in runs)]
     WORK.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         from models.runtime import configure_accelerator
@@ -167,14 +172,20 @@ def main() -> None:
         for seed in args.seeds:
             for arm in args.arms:
                 path = WORK / f"{arm}-seed{seed}.json"
-                if path.exists() or (arm, seed) not in runs or runs[arm, seed]["best_params"] is None:
+                run = runs.get((arm, seed))
+                if run is None or run["best_params"] is None or is_current(path, run):
                     continue
-                row = score(runs[arm, seed], stored["config"], stored["max_epochs"])
+                row = score(run, stored["config"], stored["max_epochs"])
                 path.write_text(json.dumps(row, indent=1))
                 print(f"{arm} seed {seed}: trial {row['trial']} val {row['search_val_accuracy']} -> "
                       f"{row['retrained_val_accuracy']}, test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
     rows = [json.loads(p.read_text()) for p in sorted(WORK.glob("*-seed*.json"))]
     rows = [r for r in rows if r["arm"] in args.arms]
+    outdated = [f"{r['arm']} seed {r['seed']}" for r in rows
+                if not is_current(WORK / f"{r['arm']}-seed{r['seed']}.json", runs.get((r["arm"], r["seed"])))]
+    if outdated:
+        raise SystemExit(f"{WORK}: scored champions no longer in efficiency.json ({', '.join(outdated)}); "
+                         "score them again with --seeds")
     for r in rows:
         if r["search_val_accuracy"] is None and r["arm"] in UNPRUNED:
             # Every trial of an unpruned arm is complete: its best-so-far is the champion's value.

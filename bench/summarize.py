@@ -141,13 +141,14 @@ def efficiency_section() -> str:
     if not path.exists():
         return "\n_`make bench-efficiency` has not been run yet._\n"
     body = path.read_text().replace("# Efficiency: ", "Efficiency, ", 1)
-    champions = RESULTS / "efficiency_champions.md"
-    # Without the per-(arm, seed) rows: they stay in efficiency_champions.md.
+    champions = _load("efficiency_champions")
     tail = ""
-    if champions.exists():
-        text = champions.read_text().replace("# Efficiency champions", "Efficiency champions", 1)
-        tail = "\n" + text.split("\n| arm | seed |")[0].rstrip("\n") + \
-            "\n\nPer (arm, seed): `bench/results/efficiency_champions.md`.\n"
+    if champions:
+        from efficiency_champions import markdown as champions_markdown
+
+        # Without the per-(arm, seed) rows: they stay in efficiency_champions.md.
+        tail = "\n" + champions_markdown(champions, per_run=False).replace("# Efficiency champions",
+                                                                           "Efficiency champions", 1)
     return (f"\n{body}\nFigure: `bench/results/efficiency.html` (best validation accuracy so far vs cumulative "
             f"epochs and vs wall seconds, mean ± sd over seeds).\n{tail}")
 

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import optuna
 
 from data_pipeline import PreparedData, prepare
+from models.params import ModelParams
 from search.config import StudyConfig
 from search.identity import worker_id
 from search.signals import GracefulStop, Interrupted
@@ -66,6 +68,52 @@ def subsample(data: PreparedData, limit: int | None, seed: int) -> tuple[np.ndar
     return data.x_train[idx], data.y_train[idx]
 
 
+@dataclass(frozen=True)
+class TrialTraining:
+    """What one trial trains, set up as the objective does: its prepared data, training rows
+    (``training.max_train_examples``), seed and freshly built model. Benchmarks that retrain a
+    trial (bench/efficiency_champions.py) use this too, so a retrain is the trial's training."""
+
+    config: StudyConfig
+    params: ModelParams
+    data: PreparedData
+    x_train: np.ndarray
+    y_train: np.ndarray
+    seed: int
+    model: Any
+
+    @classmethod
+    def create(cls, config: StudyConfig, params: ModelParams, trial_number: int) -> TrialTraining:
+        import keras
+
+        from models.builder import build_model
+
+        data = prepare(config.data, params.max_features, params.sequence_length)
+        x_train, y_train = subsample(data, config.training.max_train_examples, config.data.split_seed)
+        seed = (config.seed or 0) + trial_number
+        keras.backend.clear_session()
+        if config.seed is not None:
+            keras.utils.set_random_seed(seed)
+        model = build_model(params, data.n_classes, mask_zero=config.training.mask_zero)
+        return cls(config, params, data, x_train, y_train, seed, model)
+
+    def fit(self, callbacks: list[Any], verbose: int = 0) -> Any:
+        """``training.max_epochs`` epochs on the training rows, validated every epoch."""
+        from models import training
+
+        return training.fit(
+            self.model, self.x_train, self.y_train,
+            validation=(self.data.x_val, self.data.y_val),
+            epochs=self.config.training.max_epochs,
+            batch_size=self.params.batch_size,
+            callbacks=callbacks,
+            bucketing=training.can_bucket(self.config.data.padding, self.config.training.mask_zero)
+            and self.config.training.bucketing,
+            seed=self.seed,
+            verbose=verbose,
+        )
+
+
 class Objective:
     """Callable for ``study.optimize``; returns the best validation accuracy of the trial."""
 
@@ -80,7 +128,6 @@ class Objective:
         import keras
 
         from models import training
-        from models.builder import build_model
         from models.bundle import MODEL_FILE, write_sidecar
 
         workdir = Path(tempfile.mkdtemp(prefix=f"trial-{trial.number}-"))
@@ -94,17 +141,13 @@ class Objective:
             run = self.tracker.trial_run(trial, params, self.config.study_name)
             if run.run_id:
                 trial.set_user_attr("mlflow_run_id", run.run_id)
-            data = prepare(self.config.data, params.max_features, params.sequence_length)
-            x_train, y_train = subsample(data, self.config.training.max_train_examples, self.config.data.split_seed)
-            keras.backend.clear_session()
-            if self.config.seed is not None:
-                keras.utils.set_random_seed(self.config.seed + trial.number)
-            model = build_model(params, data.n_classes, mask_zero=self.config.training.mask_zero)
+            setup = TrialTraining.create(self.config, params, trial.number)
+            data, model = setup.data, setup.model
             derived = {
                 "vocab_size": len(data.vectorizer.vocabulary),
                 "n_params": int(model.count_params()),
                 "n_classes": data.n_classes,
-                "n_train": len(y_train),
+                "n_train": len(setup.y_train),
                 "n_val": len(data.y_val),
             }
             run.log_params(derived)
@@ -115,17 +158,7 @@ class Objective:
                                  "mask_zero": self.config.training.mask_zero})
             callbacks = self._callbacks(trial, run, workdir / MODEL_FILE, history, epochs_trained_pruning)
             with self.stop.on_request(lambda: setattr(model, "stop_training", True)):
-                training.fit(
-                    model, x_train, y_train,
-                    validation=(data.x_val, data.y_val),
-                    epochs=self.config.training.max_epochs,
-                    batch_size=params.batch_size,
-                    callbacks=callbacks,
-                    bucketing=training.can_bucket(self.config.data.padding, self.config.training.mask_zero)
-                    and self.config.training.bucketing,
-                    seed=(self.config.seed or 0) + trial.number,
-                    verbose=self.verbose,
-                )
+                setup.fit(callbacks, verbose=self.verbose)
             self.stop.check()  # a signal during fit ended it early: the trial is interrupted
             losses = history.get("loss", [])
             if not losses or not all(math.isfinite(x) for x in losses):
