@@ -33,7 +33,8 @@ Reuters-46, mapped onto this space, run first), `tpe_sh_neighbours` (the recomme
 with `sampler.startup: baseline_neighbours`: TPE's 7 start-up trials after the baseline are the
 baseline with one group of knobs sampled, search/warm_start.py, instead of random draws;
 5 seeds: 0.8456 / 0.8504 / 0.8532, ahead at 25 %, behind at 100 %).
-tpe_sh_transfer's stored runs are of the current PORTFOLIO; an earlier two-entry table (one
+tpe_sh_transfer's stored runs are of the current PORTFOLIO, re-run with the fixed steps
+(`--rerun-stale`); an earlier two-entry table (one
 champion per data set) scored 0.8462 / 0.8498 / 0.8574 at 25 / 50 / 100 % on these 5 seeds and
 reached random's best in 0.596 of the budget (bench/results/efficiency.md at commit 1bb6320).
 
@@ -47,8 +48,10 @@ below complete ones.
 fixed steps) was the candidate and lost: behind at half the budget and slower to random's best.
 The recommended arm was re-run with the fixed steps (5 seeds, commit 4221093): 0.8412 /
 0.8514 / 0.8580 at 25 / 50 / 100 % against 0.8412 / 0.8544 / 0.8590 stored before, random's best
-in 0.527 of the budget as before. The other pruned arms measured then (Hyperband, start-up 4,
-transfer) were not re-run; `tpe_median` runs as before (`n_warmup_steps` 2 in the new count is the old 1).
+in 0.527 of the budget as before. Of the other pruned arms measured then, transfer was re-run
+with `--rerun-stale` (0.8414 / 0.8498 / 0.8566 against 0.8442 / 0.8488 / 0.8634 before);
+Hyperband and start-up 4 were not. `tpe_median` runs as before (`n_warmup_steps` 2 in the new
+count is the old 1).
 
     epochs_ratio_vs_random = epochs the recommended arm needs to reach random's final best / budget
 

@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from common import RESULTS, ROOT, quiet, write_result
-from efficiency import ARMS, EXTRA_ARMS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
+from efficiency import ARMS, EXTRA_ARMS, MIN_SEEDS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
 
 WORK = ROOT / ".cache" / "bench" / "efficiency-champions"
 UNPRUNED = ("random", "notebook_grid")
@@ -163,7 +163,11 @@ def main() -> None:
     quiet()
     stored = json.loads((RESULTS / "efficiency.json").read_text())
     runs = {(r["arm"], r["seed"]): r for r in stored["runs"]}
-    args.arms = args.arms or [a for a in ARMS + EXTRA_ARMS if any(arm == a for arm, _ in runs)]
+    # --arms picks what to score; the summary covers the arms efficiency.md compares: the default
+    # ones and each extra arm stored on at least MIN_SEEDS seeds (as efficiency.extra_arm_seeds).
+    stored_arms = [a for a in ARMS + EXTRA_ARMS
+                   if a in ARMS or sum(arm == a for arm, _ in runs) >= MIN_SEEDS]
+    args.arms = args.arms or stored_arms
     WORK.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         from models.runtime import configure_accelerator
@@ -180,7 +184,7 @@ def main() -> None:
                 print(f"{arm} seed {seed}: trial {row['trial']} val {row['search_val_accuracy']} -> "
                       f"{row['retrained_val_accuracy']}, test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
     rows = [json.loads(p.read_text()) for p in sorted(WORK.glob("*-seed*.json"))]
-    rows = [r for r in rows if r["arm"] in args.arms]
+    rows = [r for r in rows if r["arm"] in stored_arms]
     outdated = [f"{r['arm']} seed {r['seed']}" for r in rows
                 if not is_current(WORK / f"{r['arm']}-seed{r['seed']}.json", runs.get((r["arm"], r["seed"])))]
     if outdated:
@@ -201,9 +205,9 @@ def main() -> None:
               "checked": sum(r["search_val_accuracy"] is not None for r in rows),
               "not_reproduced": sum(abs(r["retrained_val_accuracy"] - r["search_val_accuracy"]) > 0.005
                                     for r in rows if r["search_val_accuracy"] is not None),
-              "rows": rows, "summary": summarize(rows, [a for a in args.arms if a in ARMS])}
-    if any(a in EXTRA_ARMS for a in args.arms):
-        present = [a for a in args.arms if any(r["arm"] == a for r in rows)]
+              "rows": rows, "summary": summarize(rows, [a for a in stored_arms if a in ARMS])}
+    present = [a for a in stored_arms if any(r["arm"] == a for r in rows)]
+    if any(a in EXTRA_ARMS for a in present):
         result["extra_arms"] = summarize(rows, present)
     write_result("efficiency_champions", result, merge=False)
     (RESULTS / "efficiency_champions.md").write_text(markdown(result))

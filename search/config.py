@@ -153,8 +153,9 @@ class SamplerConfig(_Strict):
     baseline_trial: bool = True
     # Opt-in: the best of earlier searches on other data sets (search/warm_start.py: PORTFOLIO)
     # run before the baseline, mapped onto this space. Off by default: on Amazon
-    # (bench/results/efficiency.md, tpe_sh_transfer, 5 seeds) it ends highest but is behind at
-    # half the budget and slower to random search's best (0.569 of the budget against 0.527).
+    # (bench/results/efficiency.md, tpe_sh_transfer, 5 seeds) it ties the default (0.8566 against
+    # 0.8580 at the full budget, 0.8496 against 0.8504 on test) and is slower to random search's
+    # best (0.579 of the budget against 0.527).
     portfolio: bool = False
     # What TPE's start-up trials after the baseline are: `random` (Optuna's), or
     # `baseline_neighbours`: the baseline with one group of knobs left to the sampler each
