@@ -14,7 +14,8 @@ file (7.4k examples for Amazon), which no arm saw. The retrained validation accu
 beside the search's so a retrain that does not reproduce its trial shows.
 
 Resumable: each scored (arm, seed) is kept under .cache/bench/efficiency-champions/; processes
-given different seeds share nothing else. Reads bench/results/efficiency.json (the runs and
+given different seeds share nothing else. A fresh checkout's cache starts from the committed
+result's scores. Reads bench/results/efficiency.json (the runs and
 their trial order), writes bench/results/efficiency_champions.json and .md.
 """
 
@@ -38,6 +39,24 @@ def champion_number(run: dict[str, Any]) -> int:
     Should a sampler propose the very same params twice, the first such trial is taken (its seed,
     hence its model, can differ from the best one's; the retrained validation accuracy shows it)."""
     return run["trial_params"].index(run["best_params"])
+
+
+def row_path(arm: str, seed: int) -> Any:
+    return WORK / f"{arm}-seed{seed}.json"
+
+
+def restore_committed_rows() -> None:
+    """Put the committed result's scores back in the cache where it has none: the cache is not
+    committed, and the summary is built from it alone, so on a fresh checkout scoring a few
+    (arm, seed)s would otherwise rewrite the result with only those. ``is_current`` still
+    re-scores (or ``--summarize`` refuses) a restored score whose champion changed."""
+    committed = RESULTS / "efficiency_champions.json"
+    if not committed.exists():
+        return
+    for row in json.loads(committed.read_text()).get("rows", []):
+        path = row_path(row["arm"], row["seed"])
+        if not path.exists():
+            path.write_text(json.dumps(row, indent=1))
 
 
 def is_current(path: Any, run: dict[str, Any] | None) -> bool:
@@ -169,13 +188,14 @@ def main() -> None:
                    if a in ARMS or sum(arm == a for arm, _ in runs) >= MIN_SEEDS]
     args.arms = args.arms or stored_arms
     WORK.mkdir(parents=True, exist_ok=True)
+    restore_committed_rows()
     if not args.summarize:
         from models.runtime import configure_accelerator
 
         configure_accelerator(cpu_threads=args.cpu_threads)
         for seed in args.seeds:
             for arm in args.arms:
-                path = WORK / f"{arm}-seed{seed}.json"
+                path = row_path(arm, seed)
                 run = runs.get((arm, seed))
                 if run is None or run["best_params"] is None or is_current(path, run):
                     continue
@@ -186,7 +206,7 @@ def main() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(WORK.glob("*-seed*.json"))]
     rows = [r for r in rows if r["arm"] in stored_arms]
     outdated = [f"{r['arm']} seed {r['seed']}" for r in rows
-                if not is_current(WORK / f"{r['arm']}-seed{r['seed']}.json", runs.get((r["arm"], r["seed"])))]
+                if not is_current(row_path(r["arm"], r["seed"]), runs.get((r["arm"], r["seed"])))]
     if outdated:
         raise SystemExit(f"{WORK}: scored champions no longer in efficiency.json ({', '.join(outdated)}); "
                          "score them again with --seeds")
