@@ -50,7 +50,8 @@ The recommended arm was re-run with the fixed steps (5 seeds, commit 4221093): 0
 0.8514 / 0.8580 at 25 / 50 / 100 % against 0.8412 / 0.8544 / 0.8590 stored before, random's best
 in 0.527 of the budget as before. Of the other pruned arms measured then, transfer was re-run
 with `--rerun-stale` (0.8414 / 0.8498 / 0.8566 against 0.8442 / 0.8488 / 0.8634 before);
-Hyperband's re-run is part done (seeds 1 and 2); start-up 4 was not re-run.
+Hyperband was re-run too (0.8428 / 0.8468 / 0.8518 against 0.8396 / 0.8448 / 0.8548 before);
+start-up 4 was not re-run.
 `tpe_median` runs as before (`n_warmup_steps` 2 in the new count is the old 1).
 
     epochs_ratio_vs_random = epochs the recommended arm needs to reach random's final best / budget
