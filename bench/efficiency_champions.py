@@ -30,6 +30,7 @@ from typing import Any
 from common import RESULTS, ROOT, quiet, write_result
 from efficiency import ARMS, EXTRA_ARMS, MIN_SEEDS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
 
+NAME = "efficiency_champions"  # bench/results/NAME.json and .md
 WORK = ROOT / ".cache" / "bench" / "efficiency-champions"
 UNPRUNED = ("random", "notebook_grid")
 
@@ -45,18 +46,21 @@ def row_path(arm: str, seed: int) -> Any:
     return WORK / f"{arm}-seed{seed}.json"
 
 
+def store_row(row: dict[str, Any]) -> None:
+    row_path(row["arm"], row["seed"]).write_text(json.dumps(row, indent=1))
+
+
 def restore_committed_rows() -> None:
     """Put the committed result's scores back in the cache where it has none: the cache is not
     committed, and the summary is built from it alone, so on a fresh checkout scoring a few
     (arm, seed)s would otherwise rewrite the result with only those. ``is_current`` still
     re-scores (or ``--summarize`` refuses) a restored score whose champion changed."""
-    committed = RESULTS / "efficiency_champions.json"
+    committed = RESULTS / f"{NAME}.json"
     if not committed.exists():
         return
     for row in json.loads(committed.read_text()).get("rows", []):
-        path = row_path(row["arm"], row["seed"])
-        if not path.exists():
-            path.write_text(json.dumps(row, indent=1))
+        if not row_path(row["arm"], row["seed"]).exists():
+            store_row(row)
 
 
 def is_current(path: Any, run: dict[str, Any] | None) -> bool:
@@ -195,12 +199,11 @@ def main() -> None:
         configure_accelerator(cpu_threads=args.cpu_threads)
         for seed in args.seeds:
             for arm in args.arms:
-                path = row_path(arm, seed)
                 run = runs.get((arm, seed))
-                if run is None or run["best_params"] is None or is_current(path, run):
+                if run is None or run["best_params"] is None or is_current(row_path(arm, seed), run):
                     continue
                 row = score(run, stored["config"], stored["max_epochs"])
-                path.write_text(json.dumps(row, indent=1))
+                store_row(row)
                 print(f"{arm} seed {seed}: trial {row['trial']} val {row['search_val_accuracy']} -> "
                       f"{row['retrained_val_accuracy']}, test {row['test_accuracy']} ({row['seconds']} s)", flush=True)
     rows = [json.loads(p.read_text()) for p in sorted(WORK.glob("*-seed*.json"))]
@@ -229,8 +232,8 @@ def main() -> None:
     present = [a for a in stored_arms if any(r["arm"] == a for r in rows)]
     if any(a in EXTRA_ARMS for a in present):
         result["extra_arms"] = summarize(rows, present)
-    write_result("efficiency_champions", result, merge=False)
-    (RESULTS / "efficiency_champions.md").write_text(markdown(result))
+    write_result(NAME, result, merge=False)
+    (RESULTS / f"{NAME}.md").write_text(markdown(result))
     print(markdown(result))
 
 
