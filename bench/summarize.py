@@ -170,6 +170,23 @@ def fidelity_section() -> str:
     return "".join(parts)
 
 
+def transfer_section() -> str:
+    data = _load("weight_transfer")
+    if not data:
+        return "\n_`make bench-transfer` has not been run yet._\n"
+    src, tgt, d = data["source"], data["target"], data["transfer_minus_scratch"]
+    rows = "\n".join(f"| {arm} | {a['test_mean']:.4f} ± {a['test_sd']:.4f} | {a['val_mean']:.4f} | "
+                     f"{a['ensemble_test_accuracy']:.4f} |" for arm, a in data["arms"].items())
+    return (f"\nWeights from a related data set (`make bench-transfer`, measured, not built into the search): the "
+            f"baseline configuration trained on {src['config']} for {src['epochs']} epochs ({src['seconds']:.0f} s), "
+            f"its weights as the start of the same configuration on {tgt['config']} (embedding rows by word), "
+            f"against Keras' initial weights; seeds {', '.join(map(str, data['seeds']))}, test file "
+            f"({tgt['n_test']} texts). Transfer minus scratch, paired: {d['mean']:+.4f} ± {d['standard_error']:.4f} "
+            f"(transfer wins {d['transfer_wins']} of {len(data['seeds'])}); `{data['command']}`\n\n"
+            "| start | test, mean ± sd | validation, mean | ensemble of the seeds' models, test |\n"
+            f"|---|---|---|---|\n{rows}\n")
+
+
 def stagnation_sentence(replay: dict) -> str:
     """The replayed stop of the largest ``max_stagnation_trials`` the search bench tried."""
     if not replay:
@@ -264,7 +281,8 @@ def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     body = (headline() + core_section() + "\n" + storage_section() + throughput_section() + compose_section()
-            + serving_section() + workers_section() + search_section() + efficiency_section() + fidelity_section())
+            + serving_section() + workers_section() + search_section() + efficiency_section() + fidelity_section()
+            + transfer_section())
     section = f"{START}\n{body}{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
     readme.write_text(text)

@@ -18,10 +18,12 @@ import numpy as np
 from data_pipeline import Vectorizer
 from models import layers as _layers  # noqa: F401  (registers the pooling layers best.h5 may use)
 from models.errors import BundleError
+from models.layout import MODEL_FILE, SIDECAR_FILE
 from models.training import can_bucket, predict
 
-MODEL_FILE = "best.h5"
-SIDECAR_FILE = "sidecar.json"
+__all__ = ["MODEL_FILE", "SIDECAR_FILE", "Prediction", "TextClassifier", "predictions_of", "write_json",
+           "write_sidecar"]
+
 SIDECAR_FORMAT = 1
 
 

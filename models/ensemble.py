@@ -17,13 +17,11 @@ import numpy as np
 from data_pipeline.text import tokenize
 from models.bundle import Prediction, TextClassifier, predictions_of, write_json
 from models.errors import BundleError
+from models.layout import ENSEMBLE_FILE, member_dir
 
-ENSEMBLE_FILE = "ensemble.json"
+__all__ = ["ENSEMBLE_FILE", "EnsembleClassifier", "load_classifier", "member_dir", "read_manifest", "write_manifest"]
+
 ENSEMBLE_FORMAT = 1
-
-
-def member_dir(index: int) -> str:
-    return f"member-{index}"
 
 
 def write_manifest(directory: str | Path, *, labels: list[str], members: list[dict[str, Any]]) -> Path:
