@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
 	bench-efficiency bench-efficiency-champions bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear \
-	bench-fidelity lock clean
+	bench-fidelity bench-transfer source-imdb bench-search-transfer lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -116,6 +116,20 @@ bench-linear: setup
 bench-fidelity: setup
 	$(PY) bench/fidelity.py --config studies/amazon.yaml --trials 12
 	$(PY) bench/fidelity.py --config studies/defaults_reuters.yaml --trials 12
+
+# Weights from a related data set (IMDB) as the start of the baseline model on Amazon, against
+# Keras' initial weights, 5 seeds, scored on the test file -> weight_transfer.json.
+bench-transfer: setup
+	$(PY) bench/weight_transfer.py --source studies/imdb.yaml --target studies/amazon.yaml --seeds $(wordlist 1,5,$(SEEDS))
+
+# The source model of studies/amazon_transfer.yaml: the baseline trial's model on IMDB, as a bundle.
+source-imdb: .cache/sources/imdb-baseline/best.h5
+.cache/sources/imdb-baseline/best.h5: | setup
+	$(PY) bench/weight_transfer.py --source studies/imdb.yaml --save-source .cache/sources/imdb-baseline
+
+# studies/amazon.yaml started from IMDB weights, under the same 2-hour budget as bench-search.
+bench-search-transfer: setup source-imdb
+	$(PY) bench/search_quality.py --config studies/amazon_transfer.yaml --budget $(BUDGET) --workers $(WORKERS) --reference 0.886 --goal 0.890
 
 # Defaults-only studies (config = data files), 30 minutes each: chance-level trial share.
 bench-defaults: setup

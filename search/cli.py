@@ -244,12 +244,14 @@ def ensemble_left_elsewhere(study: Any, ran: int) -> str | None:
     return None
 
 
-def _validate_data(config: Any) -> Any:
-    """Read and validate every data file before anything is written; returns the config with
-    data-derived choices for the parameters it left out (deterministic: every worker agrees)."""
+def _validate_inputs(config: Any) -> Any:
+    """Read and validate every data file (and a ``warm_start.weights`` bundle's sidecar) before
+    anything is written; returns the config with data-derived choices for the parameters it left
+    out and the weight source's architecture fixed (deterministic: every worker agrees)."""
     from data_pipeline import load_corpus
     from data_pipeline.stats import corpus_stats
 
+    config = config.with_weight_source()
     if not config.derived_from_data:
         load_corpus(config.data)  # validation only: counting tokens would be wasted
         return config
@@ -272,7 +274,7 @@ def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
     if not args.verbose:
         quiet_failed_trial_logs()
     stop = GracefulStop().install()
-    config = _validate_data(config)
+    config = _validate_inputs(config)
     check_storage(config.storage_url, wait=args.wait)
     # Before the tracker, which creates its store: a missing warm-start source writes nothing.
     first = None if worker_mode else first_trials(config)
@@ -313,7 +315,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from search.urls import mask_url
 
     config = load_study_config(args)
-    config = _validate_data(config)
+    config = _validate_inputs(config)
     check_storage(config.storage_url, wait=args.wait)
     first = first_trials(config)  # before the tracker, which creates its store
     tracker = _tracker(config, args.wait)

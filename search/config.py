@@ -232,6 +232,9 @@ class WarmStartConfig(_Strict):
     storage: str | None = None  # default: this study's storage
     experiments: list[str] = Field(default_factory=list)  # MLflow experiments on this tracking server
     top_k: int = Field(3, ge=1, le=100)
+    # A trained model bundle (`search pull` output, or an ensemble's directory: its best member)
+    # whose weights every trial starts from (models/transfer.py); its architecture is then fixed.
+    weights: str | None = Field(None, min_length=1)
 
 
 class TrackingConfig(_Strict):
@@ -381,6 +384,27 @@ class StudyConfig(_Strict):
         derived = {k: v for k, v in data_aware_choices(stats).items() if k in self.derived_from_data}
         space = {**self.search_space, **{k: ParamSpec(choices=v) for k, v in derived.items()}}
         return self.model_copy(update={"search_space": space, "derived_from_data": derived})
+
+    def with_weight_source(self) -> StudyConfig:
+        """This config with the architecture (and initializer) of its ``warm_start.weights``
+        bundle fixed: the copied layers need the source's shapes, and the copy replaces what the
+        initializer drew, so only the other parameters are searched."""
+        if self.warm_start.weights is None:
+            return self
+        from models.errors import BundleError
+        from models.transfer import source_architecture
+
+        try:
+            fixed = source_architecture(self.warm_start.weights)
+        except BundleError as exc:
+            raise ConfigError(f"warm_start.weights: {exc}") from None
+        for name, value in fixed.items():
+            try:
+                _check_value(name, value)
+            except ValueError as exc:
+                raise ConfigError(f"warm_start.weights: sidecar params.{name}: {exc}") from None
+        return self.model_copy(update={"search_space": {**self.search_space,
+                                                        **{k: ParamSpec(value=v) for k, v in fixed.items()}}})
 
     @property
     def ensemble_size(self) -> int:

@@ -81,6 +81,7 @@ class TrialTraining:
     y_train: np.ndarray
     seed: int
     model: Any
+    transferred: Any = None  # models.transfer.Transferred where the study starts from weights
 
     @classmethod
     def create(cls, config: StudyConfig, params: ModelParams, trial_number: int) -> TrialTraining:
@@ -95,7 +96,13 @@ class TrialTraining:
         if config.seed is not None:
             keras.utils.set_random_seed(seed)
         model = build_model(params, data.n_classes, mask_zero=config.training.mask_zero)
-        return cls(config, params, data, x_train, y_train, seed, model)
+        transferred = None
+        if config.warm_start.weights is not None:
+            from models.transfer import load_source, transfer_weights
+
+            transferred = transfer_weights(model, data.vectorizer.vocabulary, data.labels,
+                                           load_source(config.warm_start.weights))
+        return cls(config, params, data, x_train, y_train, seed, model, transferred)
 
     def fit(self, callbacks: list[Any], verbose: int = 0) -> Any:
         """``training.max_epochs`` epochs on the training rows, validated every epoch."""
@@ -150,6 +157,8 @@ class Objective:
                 "n_train": len(setup.y_train),
                 "n_val": len(data.y_val),
             }
+            if setup.transferred is not None:
+                derived.update(transferred_words=setup.transferred.words, transferred_head=setup.transferred.head)
             run.log_params(derived)
             for key, value in derived.items():
                 trial.set_user_attr(key, value)

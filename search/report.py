@@ -106,6 +106,9 @@ def build_report(study: optuna.Study, max_epochs: int | None = None, top_k: int 
                                       f"enqueue entries{', the best of ' + sources if sources else ''}{portfolio}"
                                       f"{', the baseline trial' if warm.get('baseline_trial') else ''}"
                                       f"{' and its neighbours' if warm.get('neighbours') else ''}")
+    if warm and warm.get("weights"):
+        report.notes["warm_start_weights"] = (f"every trial started from the weights of {warm['weights']} "
+                                              "(its architecture fixed; see the trials' transferred_words)")
     report.figures["pruning"], report.pruning = pruning_statistics(study, max_epochs)
     measured = [t for t in complete if "latency_ms_b1" in t.user_attrs]
     if measured:

@@ -170,3 +170,42 @@ def test_baseline_neighbours_need_the_baseline(tmp_path: Path, tiny_files: dict[
     raw["sampler"] = {"type": "tpe", "startup": "baseline_neighbours", "baseline_trial": False}
     with pytest.raises(ConfigError, match="sampler: .*startup: baseline_neighbours needs"):
         parse_config(raw)
+
+
+def test_a_study_from_weights_fixes_the_source_architecture_and_starts_every_trial_from_it(
+        tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    """`warm_start.weights`: a real source bundle, two real trials through the CLI."""
+    import optuna
+
+    from data_pipeline import Vectorizer, build_vocabulary, tokenize
+    from models.builder import build_model
+    from models.bundle import MODEL_FILE, write_sidecar
+    from models.params import ModelParams
+    from search.cli import main
+    from search.report import build_report
+    from tests.conftest import write_config
+
+    source = tmp_path / "source"
+    source.mkdir()
+    lines = tiny_files["train"].read_text(encoding="utf-8").splitlines()
+    words = build_vocabulary([tokenize(line.split(" ", 1)[1]) for line in lines[:300]], 400)
+    architecture = {"cell": "LSTM", "bidirectional": False, "depth": 1, "embedding_dim": 8, "units": 4,
+                    "pooling": "max", "initializer": "he_normal"}
+    source_params = ModelParams(max_features=400, sequence_length=24, **architecture)  # type: ignore[arg-type]
+    build_model(source_params, 2, mask_zero=True).save(source / MODEL_FILE)
+    write_sidecar(source, vectorizer=Vectorizer(words, 24), labels=["1", "2"], params=source_params.to_dict(),
+                  extra={"mask_zero": True})
+    raw = tiny_config(tmp_path, tiny_files, n_trials=2, warm_start={"weights": str(source)})
+    assert main(["run", "--config", str(write_config(tmp_path, raw)), "--no-tracking"]) == 0
+    study = optuna.load_study(study_name="tiny", storage=raw["storage"])
+    assert len(study.trials) == 2
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        # LSTM, unidirectional, max pooling: not among the tiny space's choices, the source's all the same.
+        assert {k: trial.params[k] for k in architecture} == architecture
+        # The vocabulary is the study's own (300 or 500 words of all 600 lines); most are the source's.
+        vocabulary = trial.user_attrs["vocab_size"]
+        assert 0.5 * vocabulary < trial.user_attrs["transferred_words"] < vocabulary
+        assert trial.user_attrs["transferred_head"] is True
+    assert study.user_attrs["warm_start"]["weights"] == str(source)
+    assert str(source) in build_report(study).notes["warm_start_weights"]
