@@ -36,6 +36,14 @@ from common import RESULTS, ROOT, quiet, write_json, write_result
 BREAKDOWN = (("model", "model"), ("sequence_length", "sequence length"), ("max_features", "vocabulary"))
 
 
+def study_config(path: str):  # type: ignore[no-untyped-def]
+    """The study config as its workers see it (with a ``warm_start.weights`` source's
+    architecture fixed), so the baseline is recognised among the enqueued trials."""
+    from search.config import load_config
+
+    return load_config(ROOT / path).with_weight_source()
+
+
 def work_dir(study_name: str) -> Path:
     """Where a run keeps its study and MLflow store (kept after the run for --resummarize)."""
     return ROOT / ".cache" / "bench" / f"search-{study_name}"
@@ -239,9 +247,7 @@ def reregister(args: argparse.Namespace) -> None:
     """``--register``: the same trials, the champion chosen again (for results stored before the
     rule changed); the result's search measurements stay, its champion fields are replaced."""
     quiet()
-    from search.config import load_config
-
-    config = load_config(ROOT / args.config)
+    config = study_config(args.config)
     name = f"search_{config.study_name}"
     path = RESULTS / f"{name}.json"
     result = json.loads(path.read_text())
@@ -286,9 +292,7 @@ def main() -> None:
         reregister(args)
         return
     if args.markdown_only or args.resummarize:
-        from search.config import load_config
-
-        config = load_config(ROOT / args.config)
+        config = study_config(args.config)
         name = f"search_{config.study_name}"
         path = RESULTS / f"{name}.json"
         result = json.loads(path.read_text())
@@ -304,9 +308,7 @@ def main() -> None:
         (RESULTS / f"{name}.md").write_text(markdown(name, result))
         return
     quiet()
-    from search.config import load_config
-
-    config = load_config(ROOT / args.config)
+    config = study_config(args.config)
     work = work_dir(config.study_name)
     storage, tracking = f"sqlite:///{work}/study.db", f"sqlite:///{work}/mlflow.db"
     cli = [sys.executable, "-m", "search"]
