@@ -92,7 +92,8 @@ def score(run: dict[str, Any], config_path: str, max_epochs: int) -> dict[str, A
     from search.config import load_config
     from search.objective import MONITOR, TrialTraining
 
-    config = load_config(ROOT / config_path, overrides=arm_overrides(run["arm"], run["seed"], max_epochs))
+    config = load_config(ROOT / config_path,
+                         overrides=arm_overrides(run["arm"], run["seed"], max_epochs)).with_weight_source()
     config = config.model_copy(update={"data": config.data.resolved(ROOT)})
     number = champion_number(run)
     # The trial's own data, training rows, seed and model, as search/objective.py sets them up.

@@ -126,9 +126,11 @@ def workers_section() -> str:
 
 def search_section() -> str:
     parts = []
-    for name in ("search_imdb", "search_amazon", "search_defaults_short", "search_defaults_reuters"):
+    for name in ("search_imdb", "search_amazon", "search_amazon_transfer", "search_defaults_short",
+                 "search_defaults_reuters"):
         path = RESULTS / f"{name}.md"
-        target = "bench-defaults" if "defaults" in name else "bench-search"
+        target = "bench-defaults" if "defaults" in name else "bench-search-transfer" if "transfer" in name \
+            else "bench-search"
         if path.exists():
             parts.append("\n" + path.read_text().replace("# Search quality: ", "Search quality, ", 1))
         else:
@@ -216,7 +218,8 @@ def _load(name: str) -> dict | None:
 def headline() -> str:
     """Goals met or missed, in words, from the result files."""
     lines = []
-    for name, label in (("search_imdb", "IMDB"), ("search_amazon", "Amazon")):
+    for name, label in (("search_imdb", "IMDB"), ("search_amazon", "Amazon"),
+                        ("search_amazon_transfer", "Amazon from IMDB weights")):
         r = _load(name)
         if r is None:
             lines.append(f"- **{label}: not run.**")

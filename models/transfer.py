@@ -2,9 +2,10 @@
 
 Measured before it was built (bench/weight_transfer.py): the baseline BiGRU trained for two
 epochs on IMDB, as the start of the same model on Amazon reviews, lifted its test accuracy from
-0.831 to 0.853 (+0.022 ± 0.002 paired over 5 seeds). Keras has no such copy between models whose vocabularies
-differ, hence this module: the embedding is copied row by row through the words both
-vocabularies hold (a word the source never saw keeps its fresh row), every later layer as it is.
+0.831 to 0.853 (+0.022 ± 0.002 paired over 5 seeds). Keras has no such copy between models whose
+vocabularies differ, hence this module: the embedding is copied row by row through the words
+both vocabularies hold (a word the source never saw keeps its fresh row), every later layer as
+it is.
 The classifier head is copied only when the label lists are the same (the same classes in the
 same order); otherwise it starts fresh.
 """
