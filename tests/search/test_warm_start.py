@@ -195,7 +195,9 @@ def test_a_study_from_weights_fixes_the_source_architecture_and_starts_every_tri
     build_model(source_params, 2, mask_zero=True).save(source / MODEL_FILE)
     write_sidecar(source, vectorizer=Vectorizer(words, 24), labels=["1", "2"], params=source_params.to_dict(),
                   extra={"mask_zero": True})
-    raw = tiny_config(tmp_path, tiny_files, n_trials=2, warm_start={"weights": str(source)})
+    # No pruner: the second trial's state would depend on the first's luck, not on the transfer.
+    raw = tiny_config(tmp_path, tiny_files, n_trials=2, warm_start={"weights": str(source)},
+                      pruner={"type": "none"})
     assert main(["run", "--config", str(write_config(tmp_path, raw)), "--no-tracking"]) == 0
     study = optuna.load_study(study_name="tiny", storage=raw["storage"])
     assert len(study.trials) == 2
