@@ -179,7 +179,8 @@ def transfer_section() -> str:
     src, tgt, d = data["source"], data["target"], data["transfer_minus_scratch"]
     rows = "\n".join(f"| {arm} | {a['test_mean']:.4f} ± {a['test_sd']:.4f} | {a['val_mean']:.4f} | "
                      f"{a['ensemble_test_accuracy']:.4f} |" for arm, a in data["arms"].items())
-    return (f"\nWeights from a related data set (`make bench-transfer`, measured, not built into the search): the "
+    return ("\nWeights from a related data set (`make bench-transfer`; `warm_start.weights` does this in a "
+            f"study): the "
             f"baseline configuration trained on {src['config']} for {src['epochs']} epochs ({src['seconds']:.0f} s), "
             f"its weights as the start of the same configuration on {tgt['config']} (embedding rows by word), "
             f"against Keras' initial weights; seeds {', '.join(map(str, data['seeds']))}, test file "
