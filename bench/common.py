@@ -47,6 +47,26 @@ def versions(*names: str) -> dict[str, str]:
     return out
 
 
+def fit_like_trial(setup: Any) -> tuple[dict[str, list[float]], Any]:
+    """Train a search.objective.TrialTraining as its trial does and score it on the test file:
+    the objective keeps the best epoch's checkpoint and stops after `patience` epochs without gain,
+    which EarlyStopping with restore_best_weights reproduces (patience 0: never stop early).
+    Returns the history and the test-set class probabilities (as a pulled model predicts)."""
+    import keras
+    import numpy as np
+
+    from models.bundle import TextClassifier
+    from search.objective import MONITOR
+
+    config, data = setup.config, setup.data
+    assert data.x_test is not None and data.y_test is not None, f"{config.study_name}: needs a test_file"
+    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
+                                            patience=config.training.patience or config.training.max_epochs)
+    history = setup.fit([stopper]).history
+    classifier = TextClassifier(setup.model, data.vectorizer, data.labels, {"mask_zero": config.training.mask_zero})
+    return history, np.asarray(classifier.probabilities_of_ids(data.x_test))
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

@@ -27,7 +27,7 @@ import statistics
 import time
 from typing import Any
 
-from common import RESULTS, ROOT, quiet, write_result
+from common import RESULTS, ROOT, fit_like_trial, quiet, write_result
 from efficiency import ARMS, EXTRA_ARMS, MIN_SEEDS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
 
 NAME = "efficiency_champions"  # bench/results/NAME.json and .md
@@ -85,9 +85,6 @@ def trial_value(run: dict[str, Any], number: int) -> float | None:
 
 
 def score(run: dict[str, Any], config_path: str, max_epochs: int) -> dict[str, Any]:
-    import keras
-
-    from models.bundle import TextClassifier
     from models.params import ModelParams
     from search.config import load_config
     from search.objective import MONITOR, TrialTraining
@@ -98,20 +95,13 @@ def score(run: dict[str, Any], config_path: str, max_epochs: int) -> dict[str, A
     number = champion_number(run)
     # The trial's own data, training rows, seed and model, as search/objective.py sets them up.
     setup = TrialTraining.create(config, ModelParams.from_dict(dict(run["best_params"])), number)
-    data, model = setup.data, setup.model
-    assert data.x_test is not None and data.y_test is not None, f"{config_path}: needs a test_file"
-    # The objective keeps the best epoch's checkpoint and stops after `patience` epochs without
-    # gain; EarlyStopping with restore_best_weights does both (patience 0: never stop early).
-    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
-                                            patience=config.training.patience or max_epochs)
     started = time.perf_counter()
-    history = setup.fit([stopper])
-    classifier = TextClassifier(model, data.vectorizer, data.labels, {"mask_zero": config.training.mask_zero})
-    test = float((classifier.probabilities_of_ids(data.x_test).argmax(-1) == data.y_test).mean())
+    history, probabilities = fit_like_trial(setup)
+    test = float((probabilities.argmax(-1) == setup.data.y_test).mean())
     return {"arm": run["arm"], "seed": run["seed"], "trial": number, "params": run["best_params"],
             "arm_best_val_accuracy": run["best_val_accuracy"], "search_val_accuracy": trial_value(run, number),
-            "retrained_val_accuracy": round(max(history.history[MONITOR]), 4),
-            "test_accuracy": round(test, 4), "n_test": int(len(data.y_test)),
+            "retrained_val_accuracy": round(max(history[MONITOR]), 4),
+            "test_accuracy": round(test, 4), "n_test": int(len(setup.data.y_test)),
             "seconds": round(time.perf_counter() - started, 1)}
 
 

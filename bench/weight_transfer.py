@@ -28,12 +28,14 @@ import time
 from typing import Any
 
 import numpy as np
-from common import ROOT, machine, quiet, versions, write_result
+import yaml
+from common import ROOT, fit_like_trial, machine, quiet, versions, write_result
 
 
-def baseline_training(config_path: str, seed: int, overrides: dict[str, Any] | None = None) -> Any:
-    """TrialTraining of the baseline configuration on ``config_path``'s data (trial 0 of a study
-    seeded ``seed``)."""
+def baseline_training(config_path: str, seed: int, overrides: dict[str, Any] | None = None,
+                      params_update: dict[str, Any] | None = None) -> Any:
+    """TrialTraining of the baseline configuration (with ``params_update`` on top) on
+    ``config_path``'s data (trial 0 of a study seeded ``seed``)."""
     from models.params import ModelParams
     from search.config import load_config
     from search.objective import TrialTraining
@@ -41,7 +43,7 @@ def baseline_training(config_path: str, seed: int, overrides: dict[str, Any] | N
 
     config = load_config(ROOT / config_path, overrides={"seed": seed, **(overrides or {})})
     config = config.model_copy(update={"data": config.data.resolved(ROOT)})
-    params = ModelParams.from_dict(baseline_params(config.search_space))
+    params = ModelParams.from_dict({**baseline_params(config.search_space), **(params_update or {})})
     return TrialTraining.create(config, params, 0)
 
 
@@ -57,31 +59,13 @@ def save_bundle(setup: Any, directory: Any, extra: dict[str, Any]) -> None:
 
 
 def fit_and_score(setup: Any) -> dict[str, Any]:
-    import keras
-
     from search.objective import MONITOR
 
-    config = setup.config
-    # As bench/efficiency_champions.py: the objective keeps the best epoch and stops after
-    # `patience` epochs without gain.
-    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", restore_best_weights=True,
-                                            patience=config.training.patience or config.training.max_epochs)
     started = time.perf_counter()
-    history = setup.fit([stopper])
-    probabilities = probabilities_of(setup)
-    return {"val_accuracy": round(max(history.history[MONITOR]), 4),
-            "epochs": len(history.history[MONITOR]),
+    history, probabilities = fit_like_trial(setup)
+    return {"val_accuracy": round(max(history[MONITOR]), 4), "epochs": len(history[MONITOR]),
             "test_accuracy": round(accuracy(probabilities, setup.data.y_test), 4),
             "seconds": round(time.perf_counter() - started, 1), "test_probabilities": probabilities}
-
-
-def probabilities_of(setup: Any) -> np.ndarray:
-    from models.bundle import TextClassifier
-
-    data = setup.data
-    classifier = TextClassifier(setup.model, data.vectorizer, data.labels,
-                                {"mask_zero": setup.config.training.mask_zero})
-    return np.asarray(classifier.probabilities_of_ids(data.x_test))
 
 
 def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
@@ -93,7 +77,11 @@ def main() -> None:
     parser.add_argument("--source", default="studies/imdb.yaml")
     parser.add_argument("--target", default="studies/amazon.yaml")
     parser.add_argument("--source-epochs", type=int, default=2)
+    parser.add_argument("--source-params", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="change the source's baseline parameters (e.g. max_features=30000); only the "
+                             "data-dependent ones keep the architecture the target's baseline must share")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--result", default="weight_transfer", help="bench/results/RESULT.json")
     parser.add_argument("--cpu-threads", type=int, default=None)
     parser.add_argument("--save-source", default=None, metavar="DIR",
                         help="write the source model as a bundle (for `warm_start.weights`) and stop")
@@ -104,7 +92,10 @@ def main() -> None:
     from models.transfer import transfer_weights
 
     configure_accelerator(cpu_threads=args.cpu_threads)
-    source = baseline_training(args.source, 0, {"training.max_epochs": args.source_epochs, "training.patience": 0})
+    source_params = {name: yaml.safe_load(value) for name, value in
+                     (item.split("=", 1) for item in args.source_params)}
+    source = baseline_training(args.source, 0, {"training.max_epochs": args.source_epochs, "training.patience": 0},
+                               source_params)
     started = time.perf_counter()
     source_history = source.fit([])
     source_seconds = time.perf_counter() - started
@@ -120,7 +111,6 @@ def main() -> None:
     for seed in args.seeds:
         for arm in ("scratch", "transfer"):
             setup = baseline_training(args.target, seed)
-            assert setup.data.y_test is not None, f"{args.target}: needs a test_file"
             found = transfer_weights(setup.model, setup.data.vectorizer.vocabulary, setup.data.labels,
                                      source_model).words if arm == "transfer" else None
             row = {"seed": seed, "arm": arm, **fit_and_score(setup)}
@@ -137,9 +127,12 @@ def main() -> None:
                      "val_mean": round(statistics.mean(r["val_accuracy"] for r in rows if r["arm"] == arm), 4),
                      "ensemble_test_accuracy": round(accuracy(np.mean(probabilities[arm], axis=0), y_test), 4)}
     diffs = [t["test_accuracy"] - s["test_accuracy"] for s, t in zip(rows[0::2], rows[1::2], strict=True)]
-    write_result("weight_transfer", {
+    write_result(args.result, {
         "command": f"python bench/weight_transfer.py --source {args.source} --target {args.target} "
-                   f"--source-epochs {args.source_epochs} --seeds {' '.join(map(str, args.seeds))}",
+                   f"--source-epochs {args.source_epochs}"
+                   + (f" --source-params {' '.join(args.source_params)}" if args.source_params else "")
+                   + f" --seeds {' '.join(map(str, args.seeds))}"
+                   + (f" --result {args.result}" if args.result != "weight_transfer" else ""),
         "source": {"config": args.source, "params": source.params.to_dict(), "epochs": args.source_epochs,
                    "val_accuracy": [round(v, 4) for v in source_history.history["val_accuracy"]],
                    "seconds": round(source_seconds, 1), "vocabulary": len(source.data.vectorizer.vocabulary)},
