@@ -86,6 +86,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -128,6 +129,11 @@ EXTRA_ARMS = ("tpe_hyperband", "tpe_hyperband_no_baseline", "tpe_sh_startup4", "
 # The source bundle of arm tpe_sh_weights (`make source-imdb`): the baseline trial's model trained
 # for 2 epochs on IMDB. Its training (173-228 s here) is not in the arm's epoch budget.
 WEIGHTS_SOURCE = ".cache/sources/imdb-baseline"
+WEIGHTS_SOURCE_CONFIG = "studies/imdb.yaml"  # the data the source was trained on
+# Not run, derived at summary time: tpe_sh_weights with the source's training charged to its epoch
+# budget (source_charge_epochs), so it is compared with the other arms at equal total compute.
+CHARGED = "tpe_sh_weights_charged"
+DERIVED_ARMS = (CHARGED,)
 # The portfolio (search/warm_start.py: the best of the search bench on other data sets) is
 # off except in the arm that measures it, tpe_sh_transfer; it holds neither this data set's own
 # results nor the short-text set's (cut from Amazon reviews).
@@ -296,9 +302,58 @@ def at_second(run: dict[str, Any], second: float) -> float:
 
 
 def arms_in(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[str, ...]:
-    """The default arms plus any extra arm measured on every one of these seeds."""
+    """The default arms plus any extra (or derived) arm measured on every one of these seeds."""
     done = {(r["arm"], r["seed"]) for r in runs}
-    return ARMS + tuple(a for a in EXTRA_ARMS if all((a, s) in done for s in seeds))
+    return ARMS + tuple(a for a in EXTRA_ARMS + DERIVED_ARMS if all((a, s) in done for s in seeds))
+
+
+def source_sidecar() -> dict[str, Any]:
+    from models.layout import SIDECAR_FILE
+
+    return dict(json.loads((ROOT / WEIGHTS_SOURCE / SIDECAR_FILE).read_text(encoding="utf-8")))
+
+
+@functools.cache
+def source_charge_epochs(config_path: str) -> int:
+    """The weights source's training in epochs of ``config_path``'s data: tokens the source
+    trained on (its training rows at its own vocabulary and sequence length, times its epochs)
+    over the tokens of one epoch of the target's training rows at those same parameters, rounded
+    up. A recurrent layer's cost grows with tokens (padding is masked and batches are bucketed by
+    length), and counting them does not depend on what else runs on this shared machine."""
+    from data_pipeline.prepare import prepare
+    from search.config import load_config
+
+    sidecar = source_sidecar()
+    params, epochs = sidecar["params"], len(sidecar["source_val_accuracy"])
+
+    def tokens(path: str) -> int:
+        data = prepare(load_config(ROOT / path).data.resolved(ROOT), params["max_features"], params["sequence_length"])
+        return int((data.x_train != 0).sum())
+
+    return math.ceil(epochs * tokens(WEIGHTS_SOURCE_CONFIG) / tokens(config_path))
+
+
+def with_derived(runs: list[dict[str, Any]], config_path: str, budget: int) -> list[dict[str, Any]]:
+    """The stored runs plus the DERIVED_ARMS' runs made from them (never stored)."""
+    return runs + charged_runs(runs, config_path, budget)
+
+
+def charged_runs(runs: list[dict[str, Any]], config_path: str, budget: int) -> list[dict[str, Any]]:
+    """Each tpe_sh_weights run as arm CHARGED: its curve starts after the source's epochs (best
+    0 until then) and is cut at the budget; its wall clock starts after the source's seconds."""
+    weights = [r for r in runs if r["arm"] == "tpe_sh_weights"]
+    if not weights:
+        return []
+    charge = source_charge_epochs(config_path)
+    seconds = float(source_sidecar().get("source_seconds", 0.0))
+    out = []
+    for run in weights:
+        curve = ([0.0] * charge + run["curve"])[:budget]
+        wall = ([seconds] * charge + [w + seconds for w in run["wall"]])[:budget]
+        out.append({**run, "arm": CHARGED, "curve": curve, "wall": wall, "epochs_used": len(curve),
+                    "best_val_accuracy": curve[-1], "source_charge_epochs": charge,
+                    "wall_seconds": round(run["wall_seconds"] + seconds, 1)})
+    return out
 
 
 def extra_arm_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> list[int]:
@@ -306,7 +361,7 @@ def extra_arm_seeds(runs: list[dict[str, Any]], seeds: list[int]) -> list[int]:
     on at least MIN_SEEDS of them (later seeds of the default arms leave earlier candidates behind);
     empty when there is no such arm."""
     done = {(r["arm"], r["seed"]) for r in runs}
-    behind = [a for a in EXTRA_ARMS if a not in arms_in(runs, seeds)
+    behind = [a for a in EXTRA_ARMS + DERIVED_ARMS if a not in arms_in(runs, seeds)
               and sum((a, s) in done for s in seeds) >= MIN_SEEDS]
     return [s for s in seeds if all((a, s) in done for a in behind)] if behind else []
 
@@ -410,8 +465,8 @@ def figure(runs: list[dict[str, Any]], seeds: list[int], budget: int, path: Any)
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("vs cumulative training epochs", "vs wall-clock seconds"))
     # Cycled, so a new arm gets a colour instead of breaking the figure.
-    colours = dict(zip(ARMS + EXTRA_ARMS, itertools.cycle(("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd",
-                                                           "#8c564b", "#e377c2", "#17becf", "#bcbd22"))))
+    palette = ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+    colours = dict(zip(ARMS + EXTRA_ARMS + DERIVED_ARMS, itertools.cycle(palette)))
     walls = [r["wall"][-1] for r in runs if r["seed"] in seeds and r["wall"]]
     horizon = statistics.median(walls) if walls else 1.0
     grids = {"epochs": list(range(1, budget + 1)), "seconds": [horizon * i / 200 for i in range(1, 201)]}
@@ -451,8 +506,9 @@ def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int]) -> tu
              "| wall s, mean |", "|---|---|---|---|---|---|---|"]
     stepped_before_fix = False
     n = len(seeds)
+    every = with_derived(result["runs"], result["config"], result["epoch_budget"])
     for arm in s["best_val_accuracy_at"]["100"]:
-        runs = [r for r in result["runs"] if r["arm"] == arm and r["seed"] in seeds]
+        runs = [r for r in every if r["arm"] == arm and r["seed"] in seeds]
         cells = [f"{s['best_val_accuracy_at'][p][arm]['mean']:.4f} ± {s['best_val_accuracy_at'][p][arm]['sd']:.4f}"
                  for p in ("25", "50", "100")]
         trials = f"{sum(r['trials'] for r in runs) / n:.1f} ({sum(r['complete'] for r in runs) / n:.1f}/" \
@@ -525,6 +581,13 @@ def markdown(result: dict[str, Any]) -> str:
                   "or were replaced, not re-run on the later seeds); every arm over those same seeds:", "",
                   *table, "", "Recommended minus each arm over those seeds, paired by seed, mean ± standard "
                   "error (seeds the recommended arm wins):", "", *paired_table(extra["summary"], len(seeds)), ""]
+        if CHARGED in extra["summary"]["best_val_accuracy_at"]["100"]:
+            charge = source_charge_epochs(result["config"])
+            lines += [f"`{CHARGED}` is `tpe_sh_weights` with its source's training charged to the budget: "
+                      f"{charge} epochs of this data set (the source's training tokens over one epoch's here, "
+                      f"at the source's vocabulary and sequence length), so its curve starts at epoch {charge + 1} "
+                      f"and it has {result['epoch_budget'] - charge} epochs of its own. Without the charge the "
+                      "source counts as an earlier study's output, free to every later study.", ""]
     if stepped_before_fix:
         lines += ["† measured when the objective reported Keras' 0-based epoch index as the step, so each "
                   "rung fell one epoch later (successive halving at `min_resource` 1: after epochs 2 and 4, "
@@ -595,15 +658,16 @@ def main() -> None:
             "notebook_grid_space": NOTEBOOK_GRID, "arms": list(ARMS),
         }
         if complete:
-            result["summary"] = summarize(merged, complete, args.epochs, validation_size(args.config))
-            extra_seeds = extra_arm_seeds(merged, complete)
+            summarized = with_derived(merged, args.config, args.epochs)
+            result["summary"] = summarize(summarized, complete, args.epochs, validation_size(args.config))
+            extra_seeds = extra_arm_seeds(summarized, complete)
             if extra_seeds:
                 result["extra_arms"] = {"seeds": extra_seeds, "summary": summarize(
-                    merged, extra_seeds, args.epochs, validation_size(args.config))}
+                    summarized, extra_seeds, args.epochs, validation_size(args.config))}
             result.update({k: result["summary"][k] for k in (
                 "epochs_ratio_vs_random_mean", "epochs_ratio_vs_random_worst", "beats_grid_at", "beats_random_at")})
             (RESULTS / "efficiency.md").write_text(markdown(result))
-            figure(merged, complete, args.epochs, RESULTS / "efficiency.html")
+            figure(summarized, complete, args.epochs, RESULTS / "efficiency.html")
         write_result("efficiency", result, merge=False)
 
     if not args.resummarize:
