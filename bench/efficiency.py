@@ -578,7 +578,8 @@ def markdown(result: dict[str, Any]) -> str:
         table, stepped = arm_table(result, extra["summary"], seeds)
         stepped_before_fix |= stepped
         lines += [f"**Extra arms, measured on seeds {', '.join(map(str, seeds))} only** (candidates that lost "
-                  "or were replaced, not re-run on the later seeds); every arm over those same seeds:", "",
+                  "or were replaced, and options that need more than a config, such as a trained source "
+                  "model; not run on the later seeds); every arm over those same seeds:", "",
                   *table, "", "Recommended minus each arm over those seeds, paired by seed, mean ± standard "
                   "error (seeds the recommended arm wins):", "", *paired_table(extra["summary"], len(seeds)), ""]
         if CHARGED in extra["summary"]["best_val_accuracy_at"]["100"]:
