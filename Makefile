@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: setup setup-dev system-deps demo test lint bench bench-core bench-storage bench-throughput \
 	bench-efficiency bench-efficiency-champions bench-search compose-check bench-serving bench-defaults bench-workers bench-refit bench-linear \
-	bench-fidelity bench-transfer source-imdb bench-search-transfer lock clean
+	bench-fidelity bench-transfer source-imdb bench-learning-curve bench-search-transfer lock clean
 
 # Benchmark knobs: wall-clock seconds per search-quality study, epochs per efficiency arm, seeds.
 BUDGET ?= 7200
@@ -126,6 +126,11 @@ bench-transfer: setup
 source-imdb: .cache/sources/imdb-baseline/best.h5
 .cache/sources/imdb-baseline/best.h5: | setup
 	$(PY) bench/weight_transfer.py --source studies/imdb.yaml --save-source .cache/sources/imdb-baseline
+
+# Baseline test accuracy on Amazon against training rows (1k/2k/4k), from scratch and from the
+# IMDB source, 3 seeds -> learning_curve.json.
+bench-learning-curve: setup source-imdb
+	$(PY) bench/learning_curve.py --target studies/amazon.yaml --sizes 1000 2000 4000 --seeds $(wordlist 1,3,$(SEEDS))
 
 # studies/amazon.yaml started from IMDB weights, under the same 2-hour budget as bench-search.
 bench-search-transfer: setup source-imdb

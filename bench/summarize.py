@@ -187,7 +187,47 @@ def transfer_section() -> str:
             f"({tgt['n_test']} texts). Transfer minus scratch, paired: {d['mean']:+.4f} ± {d['standard_error']:.4f} "
             f"(transfer wins {d['transfer_wins']} of {len(data['seeds'])}); `{data['command']}`\n\n"
             "| start | test, mean ± sd | validation, mean | ensemble of the seeds' models, test |\n"
-            f"|---|---|---|---|\n{rows}\n")
+            f"|---|---|---|---|\n{rows}\n" + source_variants_table(data) + learning_curve_table())
+
+
+def source_variants_table(main: dict) -> str:
+    """Other sources for the same transfer (bench/results/weight_transfer_source_*.json, written with
+    --source-params / --source-epochs / --result), against the main source on the same seeds."""
+    variants = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("weight_transfer_source_*.json"))]
+    if not variants:
+        return ""
+    by_seed = {r["seed"]: r["test_accuracy"] for r in main["rows"] if r["arm"] == "transfer"}
+
+    def row(d: dict, name: str) -> str:
+        src = d["source"]
+        tests = [r["test_accuracy"] for r in d["rows"] if r["arm"] == "transfer"]
+        seeds = [r["seed"] for r in d["rows"] if r["arm"] == "transfer"]
+        main_mean = sum(by_seed[s] for s in seeds) / len(seeds)
+        return (f"| {name} | {src['params']['max_features']} | {src['params']['sequence_length']} | {src['epochs']} | "
+                f"{src['val_accuracy'][-1]:.4f} | {src['seconds']:.0f} | {sum(tests) / len(tests):.4f} | "
+                f"{main_mean:.4f} | {', '.join(map(str, seeds))} |")
+
+    rows = "\n".join(row(d, f"`{d['command'].split('--result ')[-1]}`") for d in variants)
+    return ("\nOther sources, same target and baseline, transfer arm only, against the source above on the same "
+            "seeds (the source keeps its last epoch's weights):\n\n"
+            "| source | vocabulary | sequence length | epochs | its last validation on IMDB | seconds | "
+            "Amazon test, mean | the source above, same seeds | seeds |\n|---|---|---|---|---|---|---|---|---|\n"
+            f"{row(main, '`weight_transfer` (above)')}\n{rows}\n")
+
+
+def learning_curve_table() -> str:
+    data = _load("learning_curve")
+    if not data:
+        return ""
+    sizes = list(data["curve"]["scratch"]["test_mean_by_train_examples"])
+    rows = "\n".join(f"| {arm} | " + " | ".join(f"{c['test_mean_by_train_examples'][n]:.4f}" for n in sizes)
+                     + f" | {c['slope_per_doubling']:+.4f} |" for arm, c in data["curve"].items())
+    return (f"\nLearning curve (`make bench-learning-curve`): the baseline configuration on N of the training "
+            f"rows of {data['target']} (a fixed random subset per N, as `training.max_train_examples` draws it), "
+            f"test accuracy, mean of seeds {', '.join(map(str, data['seeds']))}, from "
+            f"Keras' initial weights and from `{data['source']}`; `{data['command']}`\n\n"
+            f"| start | {' | '.join(f'N = {n}' for n in sizes)} | gain per doubling of N |\n"
+            f"|---|{'---|' * len(sizes)}---|\n{rows}\n")
 
 
 def stagnation_sentence(replay: dict) -> str:
@@ -209,6 +249,26 @@ def linear_sentence(study: str) -> str:
         return ""
     return (f" A tuned TF-IDF unigram+bigram logistic regression on the same split (`make bench-linear`): "
             f"test {r['test_accuracy']:.4f}.")
+
+
+def weights_sentence(extra: dict | None) -> str:
+    """The efficiency verdicts of the strategy started from a source model (warm_start.weights),
+    free and charged, where the extra arms include it."""
+    if not extra or "tpe_sh_weights" not in extra["summary"]["best_val_accuracy_at"]["100"]:
+        return ""
+    s = extra["summary"]
+    at, ratios = s["best_val_accuracy_at"], s["epochs_ratio_vs_random_by_arm"]
+
+    def verdict(arm: str) -> str:
+        grid = "/".join("yes" if at[p][arm]["mean"] >= at[p]["notebook_grid"]["mean"] else "no"
+                        for p in ("25", "50", "100"))
+        return f"at or above the grid {grid}, `epochs_ratio_vs_random_mean` {ratios[arm]['mean']}"
+
+    charged = (f"; with the source's training charged to the budget: {verdict('tpe_sh_weights_charged')}"
+               if "tpe_sh_weights_charged" in ratios else "")
+    return (f" Started from an IMDB model (`warm_start.weights`, arm tpe_sh_weights, seeds "
+            f"{', '.join(map(str, extra['seeds']))}; an option, not the default): {verdict('tpe_sh_weights')}"
+            f"{charged}.")
 
 
 def _load(name: str) -> dict | None:
@@ -255,7 +315,8 @@ def headline() -> str:
             f"(goal <= {s['goal_epochs_ratio_mean']}: {ratio_ok}); recommended strategy ({s['recommended_arm']}) "
             f"at or above the grid at 25/50/100 % of the budget: {flags(s['beats_grid_at'])}, above random: "
             f"{flags(s['beats_random_at'])}. Best validation accuracy at 100 %: "
-            + ", ".join(f"{arm} {v['mean']:.4f}" for arm, v in at["100"].items()) + ".")
+            + ", ".join(f"{arm} {v['mean']:.4f}" for arm, v in at["100"].items()) + "."
+            + weights_sentence(e.get("extra_arms")))
     t = _load("throughput")
     if t and "goals" in t:
         speed = ", ".join(f"{name} {d['speedup_vs_plain_fit']}x" for name, d in t["datasets"].items())
