@@ -251,6 +251,13 @@ def _validate_inputs(config: Any) -> Any:
     from data_pipeline import load_corpus
     from data_pipeline.stats import corpus_stats
 
+    if config.warm_start.weights_from_registry:
+        from search.registry import fetch_weight_source
+
+        directory, origin = fetch_weight_source(config.warm_start.weights, config.tracking.uri,
+                                                Path(config.data.cache_dir).parent / "sources")
+        config = config.model_copy(update={"warm_start": config.warm_start.model_copy(
+            update={"weights": str(directory), "weights_origin": origin})})
     config = config.with_weight_source()
     if not config.derived_from_data:
         load_corpus(config.data)  # validation only: counting tokens would be wasted

@@ -232,9 +232,18 @@ class WarmStartConfig(_Strict):
     storage: str | None = None  # default: this study's storage
     experiments: list[str] = Field(default_factory=list)  # MLflow experiments on this tracking server
     top_k: int = Field(3, ge=1, le=100)
-    # A trained model bundle (`search pull` output, or an ensemble's directory: its best member)
-    # whose weights every trial starts from (models/transfer.py); its architecture is then fixed.
+    # A trained model bundle (`search pull` output, or an ensemble's directory: its best member),
+    # or a registered model `models:/NAME@ALIAS` on this study's tracking server (pulled once per
+    # version into a cache), whose weights every trial starts from (models/transfer.py); its
+    # architecture is then fixed.
     weights: str | None = Field(None, min_length=1)
+    # Set when `weights` was a registry URI: that URI with the version and run it resolved to
+    # (what the study records); `weights` is then the local copy.
+    weights_origin: str | None = None
+
+    @property
+    def weights_from_registry(self) -> bool:
+        return self.weights is not None and self.weights.startswith("models:/")
 
 
 class TrackingConfig(_Strict):

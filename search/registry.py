@@ -14,7 +14,7 @@ import optuna
 
 from data_pipeline.spec import DataSpec
 from search.config import StudyConfig
-from search.errors import RegistryError
+from search.errors import RegistryError, TrackingError
 from search.tracking import CHAMPION_ALIAS, MlflowTracker
 
 log = logging.getLogger(__name__)
@@ -254,6 +254,43 @@ def resolve_version(tracker: MlflowTracker, model_name: str, alias: str = CHAMPI
 def pull(tracker: MlflowTracker, model_name: str, alias: str, out: Path) -> Path:
     version = resolve_version(tracker, model_name, alias)
     return download_bundle(tracker, version.run_id, out)
+
+
+def fetch_weight_source(uri: str, tracking_uri: str | None, cache_dir: Path) -> tuple[Path, str]:
+    """``warm_start.weights: models:/NAME@ALIAS`` as a local bundle: the alias resolved now, the
+    version's bundle (or ensemble) downloaded once into ``cache_dir`` and reused by later runs and
+    the other workers of this host. Returns the directory and what it holds (URI, version, run)."""
+    import shutil
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        name, alias = parse_model_uri(uri)
+        tracker = MlflowTracker(tracking_uri, experiment_name="", read_only=True)
+        tracker.check_reachable()
+        version = resolve_version(tracker, name, alias)
+    except (RegistryError, TrackingError) as exc:
+        raise type(exc)(f"warm_start.weights: {exc}") from None
+    origin = f"{uri} (version {version.version}, run {version.run_id})"
+    target = cache_dir / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)}-v{version.version}"
+    if target.is_dir():
+        return target, origin
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Downloaded beside the target and renamed into place: a process that stops half-way, or a
+    # worker racing this one, never leaves a partial bundle under the target's name.
+    partial = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{target.name}-"))
+    try:
+        download_bundle(tracker, version.run_id, partial)
+        partial.rename(target)
+    except MlflowException as exc:
+        raise RegistryError(f"warm_start.weights: {uri}: download failed: {str(exc).splitlines()[0][:200]}") \
+            from None
+    except OSError:
+        if not target.is_dir():  # not another worker's copy that landed first
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target, origin
 
 
 def parse_model_uri(uri: str) -> tuple[str, str]:

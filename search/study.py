@@ -117,7 +117,7 @@ def create_study(config: StudyConfig, *, heartbeat: bool = True,
         study.enqueue_trial(params, skip_if_exists=True)
     study.set_user_attr("warm_start", {"queued": len(queued), "studies": config.warm_start.studies,
                                        "experiments": config.warm_start.experiments,
-                                       "weights": config.warm_start.weights,
+                                       "weights": config.warm_start.weights_origin or config.warm_start.weights,
                                        "baseline_trial": config.sampler.runs_baseline,
                                        "portfolio": config.sampler.runs_portfolio,
                                        "neighbours": config.sampler.runs_neighbours})

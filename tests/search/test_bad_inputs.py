@@ -115,6 +115,13 @@ def existing_study_db(tmp: Path) -> None:
     optuna.create_study(study_name="other", storage=f"sqlite:///{tmp}/studies.db")
 
 
+def empty_tracking_store(tmp: Path) -> None:
+    """The config's tracking store, created as a study's first run creates it, with no model."""
+    from search.tracking import MlflowTracker
+
+    MlflowTracker(f"sqlite:///{tmp}/mlruns/mlflow.db", "other").ensure_experiment()
+
+
 PG = "postgresql+psycopg://optuna:{pw}@127.0.0.1:1/optuna"
 CASES = [
     # -- data files ------------------------------------------------------------------------------
@@ -205,6 +212,13 @@ CASES = [
          "warm_start.weights: sidecar params.cell: 'Transformer' is not one of",
          prepare=sidecar_with(params={"cell": "Transformer", "bidirectional": True, "depth": 1, "embedding_dim": 4,
                                       "units": 2, "pooling": "last", "initializer": "orthogonal"})),
+    Case("warm-start weights registry URI without alias", run_with(warm_start={"weights": "models:/tiny"}),
+         "warm_start.weights: model URI 'models:/tiny': expected models:/NAME@ALIAS"),
+    Case("warm-start weights from a tracking store that does not exist",
+         run_with(warm_start={"weights": "models:/tiny@champion"}),
+         "warm_start.weights: tracking store sqlite:///{tmp}/mlruns/mlflow.db: no such database file"),
+    Case("warm-start weights registered model missing", run_with(warm_start={"weights": "models:/tiny@champion"}),
+         "warm_start.weights: model 'tiny@champion' not found on sqlite:///", prepare=empty_tracking_store),
     Case("unknown sampler", run_with(sampler={"type": "cmaes"}), "sampler.type: Input should be"),
     Case("hyperband reduction factor 1", run_with(pruner={"type": "hyperband", "reduction_factor": 1}),
          "pruner.reduction_factor"),

@@ -211,3 +211,39 @@ def test_a_study_from_weights_fixes_the_source_architecture_and_starts_every_tri
         assert trial.user_attrs["transferred_head"] is True
     assert study.user_attrs["warm_start"]["weights"] == str(source)
     assert str(source) in build_report(study).notes["warm_start_weights"]
+
+
+def test_a_study_from_a_registered_champion_pulls_it_once_and_records_its_version(
+        tmp_path: Path, tiny_files: dict[str, Path]) -> None:
+    """`warm_start.weights: models:/NAME@ALIAS`: a real study registers its champion, a second
+    study on the same tracking store starts from it."""
+    import optuna
+    from mlflow import MlflowClient
+
+    from models.transfer import FIXED
+    from search.cli import main
+    from tests.conftest import write_config
+
+    first = tiny_config(tmp_path, tiny_files, n_trials=2, pruner={"type": "none"})
+    assert main(["run", "--config", str(write_config(tmp_path, first))]) == 0
+    champion = MlflowClient(first["tracking"]["uri"]).get_model_version_by_alias("tiny", "champion")
+    best = optuna.load_study(study_name="tiny", storage=first["storage"]).best_trial
+
+    second = {**first, "study_name": "tiny_next", "n_trials": 1,
+              "warm_start": {"weights": "models:/tiny@champion"}}
+    path = write_config(tmp_path, second, name="next.yaml")
+    assert main(["run", "--config", str(path)]) == 0
+    study = optuna.load_study(study_name="tiny_next", storage=second["storage"])
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert {k: trial.params[k] for k in FIXED} == {k: best.params[k] for k in FIXED}
+    assert trial.user_attrs["transferred_words"] > 0 and trial.user_attrs["transferred_head"] is True
+    # The study records what the alias meant when it started, not the local copy.
+    assert study.user_attrs["warm_start"]["weights"] == (
+        f"models:/tiny@champion (version {champion.version}, run {champion.run_id})")
+    # One local copy per version, next to the data cache, reused by the next run.
+    copies = sorted(p.name for p in (tmp_path / "sources").iterdir())
+    assert copies == [f"tiny-v{champion.version}"]
+    assert main(["init", "--config", str(write_config(tmp_path, {**second, "study_name": "tiny_third"},
+                                                       name="third.yaml"))]) == 0
+    assert sorted(p.name for p in (tmp_path / "sources").iterdir()) == copies
