@@ -251,18 +251,22 @@ def _validate_inputs(config: Any) -> Any:
     from data_pipeline import load_corpus
     from data_pipeline.stats import corpus_stats
 
-    if config.warm_start.weights_from_registry:
+    registered = config.warm_start.weights_from_registry
+    if not registered:
+        config = config.with_weight_source()  # a bad bundle fails before the data are read
+    if config.derived_from_data:
+        stats = corpus_stats(config.data)
+    else:
+        stats = None
+        load_corpus(config.data)  # validation only: counting tokens would be wasted
+    if registered:  # downloaded only once the data passed, for a study that can start
         from search.registry import fetch_weight_source
 
         directory, origin = fetch_weight_source(config.warm_start.weights, config.tracking.uri,
                                                 Path(config.data.cache_dir).parent / "sources")
         config = config.model_copy(update={"warm_start": config.warm_start.model_copy(
-            update={"weights": str(directory), "weights_origin": origin})})
-    config = config.with_weight_source()
-    if not config.derived_from_data:
-        load_corpus(config.data)  # validation only: counting tokens would be wasted
-        return config
-    return config.with_data_aware_space(corpus_stats(config.data))
+            update={"weights": str(directory), "weights_origin": origin})}).with_weight_source()
+    return config if stats is None else config.with_data_aware_space(stats)
 
 
 def cmd_run(args: argparse.Namespace, worker_mode: bool = False) -> int:
