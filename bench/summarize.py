@@ -209,7 +209,7 @@ def source_variants_table(main: dict) -> str:
 
     rows = "\n".join(row(d, f"`{d['command'].split('--result ')[-1]}`") for d in variants)
     return ("\nOther sources, same target and baseline, transfer arm only, against the source above on the same "
-            "seeds (the source keeps its last epoch's weights):\n\n"
+            "seeds (the source keeps its last epoch's weights; its seconds depend on the shared machine's load):\n\n"
             "| source | vocabulary | sequence length | epochs | its last validation on IMDB | seconds | "
             "Amazon test, mean | the source above, same seeds | seeds |\n|---|---|---|---|---|---|---|---|---|\n"
             f"{row(main, '`weight_transfer` (above)')}\n{rows}\n")
