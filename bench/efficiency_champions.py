@@ -123,6 +123,14 @@ def summarize(rows: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     return out
 
 
+def full_arms(rows: list[dict[str, Any]], arms: list[str]) -> list[str]:
+    """The default arms and each extra arm scored on every seed they were (as efficiency.md's
+    first table: an extra arm run on all the default seeds is compared on all of them)."""
+    scored = {(r["arm"], r["seed"]) for r in rows}
+    seeds = {s for (_, s) in scored if all((a, s) in scored for a in ARMS)}
+    return [a for a in arms if a in ARMS or all((a, s) in scored for s in seeds)]
+
+
 def summary_table(s: dict[str, Any]) -> list[str]:
     lines = ["| arm | test, mean ± sd | validation, mean | recommended − arm on test, paired (seeds won) |",
              "|---|---|---|---|"]
@@ -219,7 +227,7 @@ def main() -> None:
               "checked": sum(r["search_val_accuracy"] is not None for r in rows),
               "not_reproduced": sum(abs(r["retrained_val_accuracy"] - r["search_val_accuracy"]) > 0.005
                                     for r in rows if r["search_val_accuracy"] is not None),
-              "rows": rows, "summary": summarize(rows, [a for a in stored_arms if a in ARMS])}
+              "rows": rows, "summary": summarize(rows, full_arms(rows, stored_arms))}
     present = [a for a in stored_arms if any(r["arm"] == a for r in rows)]
     if any(a in EXTRA_ARMS for a in present):
         result["extra_arms"] = summarize(rows, present)
