@@ -251,12 +251,15 @@ def linear_sentence(study: str) -> str:
             f"test {r['test_accuracy']:.4f}.")
 
 
-def weights_sentence(extra: dict | None) -> str:
+def weights_sentence(e: dict) -> str:
     """The efficiency verdicts of the strategy started from a source model (warm_start.weights),
-    free and charged, where the extra arms include it."""
-    if not extra or "tpe_sh_weights" not in extra["summary"]["best_val_accuracy_at"]["100"]:
+    free and charged: from the main table when it ran on every seed, else from the extra arms'."""
+    ran = [(e["seeds"], e["summary"])] + ([(e["extra_arms"]["seeds"], e["extra_arms"]["summary"])]
+                                          if e.get("extra_arms") else [])
+    found = [(seeds, s) for seeds, s in ran if "tpe_sh_weights" in s["best_val_accuracy_at"]["100"]]
+    if not found:
         return ""
-    s = extra["summary"]
+    seeds, s = found[0]
     at, ratios = s["best_val_accuracy_at"], s["epochs_ratio_vs_random_by_arm"]
 
     def verdict(arm: str) -> str:
@@ -267,7 +270,7 @@ def weights_sentence(extra: dict | None) -> str:
     charged = (f"; with the source's training charged to the budget: {verdict('tpe_sh_weights_charged')}"
                if "tpe_sh_weights_charged" in ratios else "")
     return (f" Started from an IMDB model (`warm_start.weights`, arm tpe_sh_weights, seeds "
-            f"{', '.join(map(str, extra['seeds']))}; an option, not the default): {verdict('tpe_sh_weights')}"
+            f"{', '.join(map(str, seeds))}; an option, not the default): {verdict('tpe_sh_weights')}"
             f"{charged}.")
 
 
@@ -316,7 +319,7 @@ def headline() -> str:
             f"at or above the grid at 25/50/100 % of the budget: {flags(s['beats_grid_at'])}, above random: "
             f"{flags(s['beats_random_at'])}. Best validation accuracy at 100 %: "
             + ", ".join(f"{arm} {v['mean']:.4f}" for arm, v in at["100"].items()) + "."
-            + weights_sentence(e.get("extra_arms")))
+            + weights_sentence(e))
     t = _load("throughput")
     if t and "goals" in t:
         speed = ", ".join(f"{name} {d['speedup_vs_plain_fit']}x" for name, d in t["datasets"].items())
