@@ -559,6 +559,14 @@ def markdown(result: dict[str, Any]) -> str:
               f"- recommended at or above the grid: {verdict(s['beats_grid_at'])}",
               f"- recommended at or above random: {verdict(s['beats_random_at'])}",
               f"- recommended at or above TPE+median: {verdict(s['beats_tpe_median_at'])}", ""]
+    if CHARGED in s["best_val_accuracy_at"]["100"] or CHARGED in (
+            (result.get("extra_arms") or {}).get("summary", {}).get("best_val_accuracy_at", {}).get("100", {})):
+        charge = source_charge_epochs(result["config"])
+        lines += [f"`{CHARGED}` is `tpe_sh_weights` with its source's training charged to the budget: "
+                  f"{charge} epochs of this data set (the source's training tokens over one epoch's here, "
+                  f"at the source's vocabulary and sequence length), so its curve starts at epoch {charge + 1} "
+                  f"and it has {result['epoch_budget'] - charge} epochs of its own. Without the charge the "
+                  "source counts as an earlier study's output, free to every later study.", ""]
     if s.get("validation_size"):
         lines += [f"Noise: the validation split has {s['validation_size']} examples, so one accuracy near "
                   f"{s['best_val_accuracy_at']['100'][RECOMMENDED]['mean']:.3f} has a binomial standard error of "
@@ -582,13 +590,6 @@ def markdown(result: dict[str, Any]) -> str:
                   "model; not run on the later seeds); every arm over those same seeds:", "",
                   *table, "", "Recommended minus each arm over those seeds, paired by seed, mean ± standard "
                   "error (seeds the recommended arm wins):", "", *paired_table(extra["summary"], len(seeds)), ""]
-        if CHARGED in extra["summary"]["best_val_accuracy_at"]["100"]:
-            charge = source_charge_epochs(result["config"])
-            lines += [f"`{CHARGED}` is `tpe_sh_weights` with its source's training charged to the budget: "
-                      f"{charge} epochs of this data set (the source's training tokens over one epoch's here, "
-                      f"at the source's vocabulary and sequence length), so its curve starts at epoch {charge + 1} "
-                      f"and it has {result['epoch_budget'] - charge} epochs of its own. Without the charge the "
-                      "source counts as an earlier study's output, free to every later study.", ""]
     if stepped_before_fix:
         lines += ["† measured when the objective reported Keras' 0-based epoch index as the step, so each "
                   "rung fell one epoch later (successive halving at `min_resource` 1: after epochs 2 and 4, "
