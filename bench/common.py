@@ -67,6 +67,11 @@ def fit_like_trial(setup: Any) -> tuple[dict[str, list[float]], Any]:
     return history, np.asarray(classifier.probabilities_of_ids(data.x_test))
 
 
+def accuracy(probabilities: Any, y: Any) -> float:
+    """Share of rows whose most probable class is the label."""
+    return float((probabilities.argmax(-1) == y).mean())
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

@@ -499,14 +499,14 @@ def stale(run: dict[str, Any], max_epochs: int) -> bool:
     return "steps" not in run and arm_overrides(run["arm"], 0, max_epochs)["pruner"]["type"] in RUNG_PRUNERS
 
 
-def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int]) -> tuple[list[str], bool]:
+def arm_table(result: dict[str, Any], s: dict[str, Any], seeds: list[int],
+              every: list[dict[str, Any]]) -> tuple[list[str], bool]:
     """Rows of the anytime table for the arms of summary ``s`` over ``seeds``, and whether any
     pruned arm among them was stored before steps counted epochs trained (marked †)."""
     lines = ["| arm | 25 % | 50 % | 100 % | random's best reached, share of budget | trials (complete/pruned), mean "
              "| wall s, mean |", "|---|---|---|---|---|---|---|"]
     stepped_before_fix = False
     n = len(seeds)
-    every = with_derived(result["runs"], result["config"], result["epoch_budget"])
     for arm in s["best_val_accuracy_at"]["100"]:
         runs = [r for r in every if r["arm"] == arm and r["seed"] in seeds]
         cells = [f"{s['best_val_accuracy_at'][p][arm]['mean']:.4f} ± {s['best_val_accuracy_at'][p][arm]['sd']:.4f}"
@@ -544,7 +544,9 @@ def markdown(result: dict[str, Any]) -> str:
                   "re-running the command continues with the rest.", ""]
     lines += ["Wall seconds depend on other load on the (shared) machine; epochs do not.", "",
               "Best validation accuracy so far, mean ± sd over seeds, at a share of the epoch budget:", ""]
-    table, stepped_before_fix = arm_table(result, s, result["seeds"])
+    # The stored runs and the derived arms' (made once for both tables).
+    every = with_derived(result["runs"], result["config"], result["epoch_budget"])
+    table, stepped_before_fix = arm_table(result, s, result["seeds"], every)
     lines += table
     n = len(result["seeds"])
 
@@ -583,7 +585,7 @@ def markdown(result: dict[str, Any]) -> str:
     extra = result.get("extra_arms")
     if extra:
         seeds = extra["seeds"]
-        table, stepped = arm_table(result, extra["summary"], seeds)
+        table, stepped = arm_table(result, extra["summary"], seeds, every)
         stepped_before_fix |= stepped
         lines += [f"**Extra arms, measured on seeds {', '.join(map(str, seeds))} only** (candidates that lost "
                   "or were replaced, and options that need more than a config, such as a trained source "

@@ -27,7 +27,7 @@ import statistics
 import time
 from typing import Any
 
-from common import RESULTS, ROOT, fit_like_trial, quiet, write_result
+from common import RESULTS, ROOT, accuracy, fit_like_trial, quiet, write_result
 from efficiency import ARMS, EXTRA_ARMS, MIN_SEEDS, RECOMMENDED, arm_dir, arm_overrides, paired_stats
 
 NAME = "efficiency_champions"  # bench/results/NAME.json and .md
@@ -97,7 +97,7 @@ def score(run: dict[str, Any], config_path: str, max_epochs: int) -> dict[str, A
     setup = TrialTraining.create(config, ModelParams.from_dict(dict(run["best_params"])), number)
     started = time.perf_counter()
     history, probabilities = fit_like_trial(setup)
-    test = float((probabilities.argmax(-1) == setup.data.y_test).mean())
+    test = accuracy(probabilities, setup.data.y_test)
     return {"arm": run["arm"], "seed": run["seed"], "trial": number, "params": run["best_params"],
             "arm_best_val_accuracy": run["best_val_accuracy"], "search_val_accuracy": trial_value(run, number),
             "retrained_val_accuracy": round(max(history[MONITOR]), 4),

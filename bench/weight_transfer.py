@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from common import ROOT, fit_like_trial, machine, quiet, versions, write_result
+from common import ROOT, accuracy, fit_like_trial, machine, quiet, versions, write_result
 
 
 def baseline_training(config_path: str, seed: int, overrides: dict[str, Any] | None = None,
@@ -66,10 +66,6 @@ def fit_and_score(setup: Any) -> dict[str, Any]:
     return {"val_accuracy": round(max(history[MONITOR]), 4), "epochs": len(history[MONITOR]),
             "test_accuracy": round(accuracy(probabilities, setup.data.y_test), 4),
             "seconds": round(time.perf_counter() - started, 1), "test_probabilities": probabilities}
-
-
-def accuracy(probabilities: np.ndarray, y: np.ndarray) -> float:
-    return float((probabilities.argmax(-1) == y).mean())
 
 
 def main() -> None:
